@@ -1,0 +1,31 @@
+{
+  "targets": [
+    {
+      "target_name": "clawjail",
+      "sources": ["native/addon/addon.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc!": ["-fno-exceptions"]
+    },
+    {
+      "target_name": "clawjail-init",
+      "type": "executable",
+      "sources": [
+        "native/init/main.cc",
+        "native/init/plan.cc",
+        "native/init/errors.cc",
+        "native/init/channel.cc",
+        "native/init/userns.cc",
+        "native/init/mounts.cc",
+        "native/init/net.cc",
+        "native/init/landlock.cc",
+        "native/init/seccomp.cc",
+        "native/init/process.cc",
+        "native/common/json.cc"
+      ],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-exceptions"],
+      "ldflags": ["-static-libstdc++", "-static-libgcc"]
+    }
+  ]
+}

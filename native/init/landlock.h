@@ -1,0 +1,10 @@
+#pragma once
+#include "plan.h"
+
+namespace landlock {
+
+// Creates the ruleset the plan describes (already downgraded to the host's ABI by the planner),
+// adds its rules and restricts the calling process. Sets no_new_privs.
+bool apply(const plan::Landlock& l);
+
+}  // namespace landlock

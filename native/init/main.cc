@@ -1,0 +1,302 @@
+// clawjail-init: started by the supervisor with a clean environment, the plan on fd 3 and the
+// channel (a SOCK_SEQPACKET socket) on fd 4. Three processes, one sequence:
+//
+//   monitor   (host namespaces) joins the cgroup, clones init into new namespaces, writes its id
+//             maps, forwards signals, and exits with the workload's status (or dies by its signal).
+//   init      (PID 1 inside) builds the root, pivots, brings lo up, hands listening service sockets
+//             to the supervisor, starts the workload, reaps orphans, forwards signals, and answers
+//             "connect to port P inside" requests with a connected fd.
+//   workload  new session → pdeathsig → rlimits → caps dropped → no_new_privs → landlock →
+//             fds closed on exec → seccomp (last) → execve.
+//
+// This program decides nothing: every path, id, limit and rule comes from the plan.
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "../common/json.h"
+#include "channel.h"
+#include "errors.h"
+#include "landlock.h"
+#include "mounts.h"
+#include "net.h"
+#include "plan.h"
+#include "process.h"
+#include "seccomp.h"
+#include "userns.h"
+
+namespace {
+
+constexpr int kPlanFd = 3;
+constexpr int kChannelFd = 4;
+constexpr int kSetupFailed = 125;
+
+// Signals a terminal or an orchestrator sends that the workload should receive.
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+
+// How the workload ended, passed from init to the monitor.
+struct Status {
+  int32_t signaled;
+  int32_t value;
+};
+
+[[noreturn]] void failAndExit() {
+  channel::send(kChannelFd, errors::toJson(errors::last()));
+  _exit(kSetupFailed);
+}
+
+bool readAll(int fd, std::string* out) {
+  char buf[65536];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    out->append(buf, static_cast<size_t>(n));
+    if (out->size() > (64u << 20)) {
+      errno = EFBIG;
+      return false;
+    }
+  }
+}
+
+void blockSignals(sigset_t* set) {
+  sigemptyset(set);
+  for (int s : kForwarded) sigaddset(set, s);
+  sigaddset(set, SIGCHLD);
+  sigprocmask(SIG_BLOCK, set, nullptr);
+}
+
+// ---- workload --------------------------------------------------------------------------------
+
+[[noreturn]] void workloadMain(const plan::Plan& plan, int execReport) {
+  const plan::Workload& w = plan.workload;
+  process::resetSignals();
+  bool ok = (!w.newSession || setsid() >= 0 || errors::fail("process.setsid", errno)) &&
+            (prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 || errors::fail("process.pdeathsig", errno)) &&
+            process::applyRlimits(w.rlimits) &&
+            (chdir(w.cwd.c_str()) == 0 || errors::fail("process.chdir", errno, w.cwd)) &&
+            process::dropCapabilities() &&
+            (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 || errors::fail("process.no_new_privs", errno)) &&
+            (!w.landlock.enabled || landlock::apply(w.landlock)) &&
+            process::closeFdsOnExec(w.keepFds) &&
+            (!w.seccomp.enabled || seccomp::install(w.seccomp));
+  int code = kSetupFailed;
+  if (ok) {
+    process::execWorkload(w);
+    errors::fail("exec", errno, w.argv[0]);
+    code = errno == ENOENT ? 127 : 126;
+  }
+  std::string record = errors::toJson(errors::last());
+  ssize_t n = write(execReport, record.data(), record.size());
+  (void)n;
+  _exit(code);
+}
+
+// ---- init ------------------------------------------------------------------------------------
+
+void answerConnect(const std::string& record) {
+  json::Value v;
+  std::string err;
+  if (!json::parse(record, &v, &err)) return;
+  const json::Value* t = v.get("t");
+  const json::Value* id = v.get("id");
+  const json::Value* port = v.get("port");
+  if (!t || t->string != "connect" || !id || !id->isInteger || !port || !port->isInteger || port->integer < 1 ||
+      port->integer > 65535)
+    return;
+  int fd = net::connectInside(static_cast<uint16_t>(port->integer));
+  std::string reply = "{\"t\":\"connected\",\"id\":" + std::to_string(id->integer) +
+                      ",\"errno\":" + std::to_string(fd < 0 ? -fd : 0) + "}";
+  if (fd >= 0) {
+    channel::send(kChannelFd, reply, {fd});
+    close(fd);
+  } else {
+    channel::send(kChannelFd, reply);
+  }
+}
+
+[[noreturn]] void initMain(const plan::Plan& plan, int syncRead, int statusWrite) {
+  // Die with the monitor. The sync read below also catches a monitor that died before this line.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  char go;
+  if (read(syncRead, &go, 1) != 1) _exit(kSetupFailed);
+  close(syncRead);
+
+  mountns::Sources sources;
+  bool ok = mountns::makePrivate() &&
+            mountns::openSources(plan, &sources) &&
+            userns::becomeSandboxUser(plan.identity) &&
+            (!(plan.namespaces & CLONE_NEWUTS) || sethostname(plan.hostname.data(), plan.hostname.size()) == 0 ||
+             errors::fail("uts.sethostname", errno, plan.hostname)) &&
+            mountns::buildRootAndPivot(plan, sources) &&
+            (!(plan.namespaces & CLONE_NEWNET) || net::loopbackUp());
+  std::vector<int> serviceFds;
+  ok = ok && net::listenServices(plan.services, &serviceFds) && mountns::sealRoot();
+  if (!ok) failAndExit();
+  if (!serviceFds.empty()) {
+    std::string names = "[";
+    for (size_t i = 0; i < plan.services.size(); i++) names += (i ? "," : "") + json::quote(plan.services[i].name);
+    if (!channel::send(kChannelFd, "{\"t\":\"services\",\"names\":" + names + "]}", serviceFds))
+      errors::fail("channel.send_services", errno), failAndExit();
+    for (int fd : serviceFds) close(fd);
+  }
+
+  int execPipe[2];
+  if (pipe2(execPipe, O_CLOEXEC) != 0) errors::fail("init.pipe", errno), failAndExit();
+  pid_t workload = fork();
+  if (workload < 0) errors::fail("init.fork", errno), failAndExit();
+  if (workload == 0) {
+    close(execPipe[0]);
+    close(statusWrite);
+    workloadMain(plan, execPipe[1]);
+  }
+  close(execPipe[1]);
+  std::string report;
+  readAll(execPipe[0], &report);
+  close(execPipe[0]);
+  // A report means the workload never reached execve; it exits 125/126/127 on its own.
+  channel::send(kChannelFd, report.empty() ? "{\"t\":\"ready\",\"pid\":" + std::to_string(workload) + "}" : report);
+
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : kForwarded) sigaddset(&set, s);
+  sigaddset(&set, SIGCHLD);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+  Status status{0, kSetupFailed};
+  bool channelOpen = true;
+  while (true) {
+    struct pollfd fds[2] = {{sfd, POLLIN, 0}, {kChannelFd, POLLIN, 0}};
+    if (poll(fds, channelOpen ? 2 : 1, -1) < 0) continue;
+    if (fds[0].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      if (read(sfd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGCHLD) kill(workload, static_cast<int>(si.ssi_signo));
+      // Reap everything: orphans are reparented to us.
+      bool done = false;
+      int ws;
+      pid_t p;
+      while ((p = waitpid(-1, &ws, WNOHANG)) > 0) {
+        if (p != workload) continue;
+        status = WIFSIGNALED(ws) ? Status{1, WTERMSIG(ws)} : Status{0, WEXITSTATUS(ws)};
+        done = true;
+      }
+      if (done) break;
+    }
+    if (channelOpen && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      std::string record;
+      long n = channel::recv(kChannelFd, &record);
+      if (n > 0) {
+        answerConnect(record);
+      } else if (n == 0 || (n < 0 && errno != EAGAIN)) {
+        // The supervisor is gone: nothing may outlive it.
+        kill(workload, SIGKILL);
+        channelOpen = false;
+      }
+    }
+  }
+  ssize_t n = write(statusWrite, &status, sizeof status);
+  (void)n;
+  // Exiting as PID 1 kills whatever the workload left behind in the namespace.
+  _exit(status.signaled ? 128 + status.value : status.value);
+}
+
+// ---- monitor ---------------------------------------------------------------------------------
+
+[[noreturn]] void mirror(const Status& s) {
+  if (!s.signaled) _exit(s.value);
+  // Die by the same signal so the supervisor sees what the workload saw; no core file of ours.
+  struct rlimit none = {0, 0};
+  setrlimit(RLIMIT_CORE, &none);
+  signal(s.value, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, s.value);
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  raise(s.value);
+  _exit(128 + s.value);
+}
+
+}  // namespace
+
+int main() {
+  for (int fd : {kPlanFd, kChannelFd}) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) {
+      static const char msg[] = "clawjail-init: started without the plan (fd 3) and channel (fd 4); it is run by clawjail, not by hand\n";
+      ssize_t n = write(2, msg, sizeof msg - 1);
+      (void)n;
+      return kSetupFailed;
+    }
+    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  sigset_t set;
+  blockSignals(&set);
+
+  std::string text, decodeError;
+  plan::Plan plan;
+  if (!readAll(kPlanFd, &text)) errors::fail("plan.read", errno), failAndExit();
+  close(kPlanFd);
+  if (!plan::decode(text, &plan, &decodeError)) errors::fail("plan.decode", EINVAL, "", decodeError), failAndExit();
+
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != plan.supervisorPid) errors::fail("monitor.parent", ESRCH), failAndExit();
+  if (plan.identity.dropSupplementaryGroups && setgroups(0, nullptr) != 0)
+    errors::fail("monitor.setgroups", errno), failAndExit();
+  if (!plan.cgroupProcs.empty()) {
+    int fd = open(plan.cgroupProcs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) errors::fail("cgroup.join", errno, plan.cgroupProcs), failAndExit();
+    close(fd);
+  }
+
+  int sync[2], statusPipe[2];
+  if (pipe2(sync, O_CLOEXEC) != 0 || pipe2(statusPipe, O_CLOEXEC) != 0) errors::fail("monitor.pipe", errno), failAndExit();
+  // A raw clone without a new stack behaves like fork() but takes the namespace flags.
+  long child = syscall(SYS_clone, static_cast<unsigned long>(plan.namespaces) | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (child < 0) errors::fail("namespaces.clone", errno), failAndExit();
+  if (child == 0) {
+    close(sync[1]);
+    close(statusPipe[0]);
+    initMain(plan, sync[0], statusPipe[1]);
+  }
+  pid_t init = static_cast<pid_t>(child);
+  close(sync[0]);
+  close(statusPipe[1]);
+  if (!userns::writeMapsFromParent(init, plan.identity)) {
+    kill(init, SIGKILL);
+    failAndExit();
+  }
+  if (write(sync[1], "g", 1) != 1) errors::fail("monitor.sync", errno), kill(init, SIGKILL), failAndExit();
+  close(sync[1]);
+  // The channel belongs to init from here on; the monitor only waits and forwards.
+  close(kChannelFd);
+
+  while (true) {
+    siginfo_t si;
+    int sig = sigwaitinfo(&set, &si);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      kill(init, sig);
+      continue;
+    }
+    int ws;
+    if (waitpid(init, &ws, WNOHANG) != init) continue;
+    Status status;
+    if (read(statusPipe[0], &status, sizeof status) == sizeof status) mirror(status);
+    // init died before the workload finished (setup failure, or killed from outside).
+    if (WIFEXITED(ws)) _exit(WEXITSTATUS(ws));
+    mirror(Status{1, WTERMSIG(ws)});
+  }
+}

@@ -1,0 +1,313 @@
+#include "mounts.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "errors.h"
+
+#ifndef __NR_openat2
+#define __NR_openat2 437
+#endif
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr 442
+#endif
+
+namespace mountns {
+namespace {
+
+// Local copies of the uapi structs so older headers still build.
+struct OpenHow {
+  uint64_t flags;
+  uint64_t mode;
+  uint64_t resolve;
+};
+constexpr uint64_t kResolveNoMagiclinks = 0x02;
+constexpr uint64_t kResolveInRoot = 0x10;
+
+struct MountAttr {
+  uint64_t attr_set;
+  uint64_t attr_clr;
+  uint64_t propagation;
+  uint64_t userns_fd;
+};
+constexpr uint64_t kAttrRdonly = 0x00000001;
+constexpr uint64_t kAttrNosuid = 0x00000002;
+constexpr uint64_t kAttrNodev = 0x00000004;
+constexpr uint64_t kAttrNoexec = 0x00000008;
+constexpr unsigned kAtRecursive = 0x8000;
+
+const char* kBase = "/tmp";
+const char* kNewRoot = "/tmp/newroot";
+const char* kStaging = "/tmp/staging";
+
+std::string fdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { if (fd_ >= 0) close(fd_); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+ private:
+  int fd_;
+};
+
+// Resolves path inside the new root: absolute symlinks (say /etc/resolv.conf -> /run/…) land
+// inside it, as they will after pivot_root, never on the host.
+int openInRoot(int root, const std::string& path, uint64_t flags) {
+  OpenHow how{flags | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
+  std::string rel = path.size() > 1 ? path.substr(1) : ".";
+  return static_cast<int>(syscall(__NR_openat2, root, rel.c_str(), &how, sizeof how));
+}
+
+void splitParent(const std::string& path, std::string* parent, std::string* name) {
+  size_t slash = path.find_last_of('/');
+  *parent = slash == 0 ? "/" : path.substr(0, slash);
+  *name = path.substr(slash + 1);
+}
+
+// mkdir -p inside the new root; returns an O_PATH fd of the directory.
+int ensureDir(int root, const std::string& path, mode_t mode) {
+  int fd = openInRoot(root, path, O_PATH | O_DIRECTORY);
+  if (fd >= 0 || errno != ENOENT) return fd;
+  std::string parent, name;
+  splitParent(path, &parent, &name);
+  Fd pfd(ensureDir(root, parent, 0755));
+  if (!pfd.ok()) return -1;
+  // mkdirat needs a real directory fd, not O_PATH.
+  Fd dir(openInRoot(root, parent, O_RDONLY | O_DIRECTORY));
+  if (!dir.ok()) return -1;
+  if (mkdirat(dir.get(), name.c_str(), mode) != 0 && errno != EEXIST) return -1;
+  return openInRoot(root, path, O_PATH | O_DIRECTORY);
+}
+
+// Creates an empty file to mount a file onto (if nothing is there yet); returns an O_PATH fd.
+int ensureFile(int root, const std::string& path) {
+  int fd = openInRoot(root, path, O_PATH);
+  if (fd >= 0 || errno != ENOENT) return fd;
+  std::string parent, name;
+  splitParent(path, &parent, &name);
+  Fd pfd(ensureDir(root, parent, 0755));
+  if (!pfd.ok()) return -1;
+  Fd dir(openInRoot(root, parent, O_RDONLY | O_DIRECTORY));
+  if (!dir.ok()) return -1;
+  int f = openat(dir.get(), name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0444);
+  if (f < 0 && errno != EEXIST) return -1;
+  if (f >= 0) close(f);
+  return openInRoot(root, path, O_PATH);
+}
+
+bool setAttr(const std::string& target, uint64_t set, bool recursive, const char* step, const std::string& dest) {
+  MountAttr attr{set, 0, 0, 0};
+  unsigned flags = recursive ? kAtRecursive : 0;
+  if (syscall(__NR_mount_setattr, AT_FDCWD, target.c_str(), flags, &attr, sizeof attr) == 0) return true;
+  if (errno != ENOSYS) return errors::fail(step, errno, dest);
+  // Kernels before 5.12: remount the top mount, keeping the flags the kernel locks in a user
+  // namespace (nosuid/nodev/noexec/ro the source already has), or the remount fails with EPERM.
+  struct statvfs st;
+  if (statvfs(target.c_str(), &st) != 0) return errors::fail(step, errno, dest);
+  unsigned long f = MS_REMOUNT | MS_BIND;
+  if (set & kAttrRdonly || st.f_flag & ST_RDONLY) f |= MS_RDONLY;
+  if (set & kAttrNosuid || st.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (set & kAttrNodev || st.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (set & kAttrNoexec || st.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (mount(nullptr, target.c_str(), nullptr, f, nullptr) != 0) return errors::fail(step, errno, dest);
+  return true;
+}
+
+bool doBind(int root, const plan::Mount& m, int srcFd) {
+  struct stat st;
+  if (fstat(srcFd, &st) != 0) return errors::fail("mount.bind_source", errno, m.src);
+  if (m.dirOnly && !S_ISDIR(st.st_mode)) return errors::fail("mount.bind_source", ENOTDIR, m.src);
+  Fd dest(S_ISDIR(st.st_mode) ? ensureDir(root, m.dest, 0755) : ensureFile(root, m.dest));
+  if (!dest.ok()) return errors::fail("mount.bind_target", errno, m.dest);
+  std::string target = fdPath(dest.get());
+  if (mount(fdPath(srcFd).c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+    return errors::fail("mount.bind", errno, m.dest, m.src);
+  // Reopen: the fd above names the directory under the new mount, not the mount itself.
+  Fd mounted(openInRoot(root, m.dest, O_PATH));
+  if (!mounted.ok()) return errors::fail("mount.bind_target", errno, m.dest);
+  uint64_t attrs = kAttrNosuid | kAttrNodev | (m.readonly ? kAttrRdonly : 0) | (m.noexec ? kAttrNoexec : 0);
+  return setAttr(fdPath(mounted.get()), attrs, true, m.readonly ? "mount.remount_ro" : "mount.remount", m.dest);
+}
+
+bool doTmpfs(int root, const plan::Mount& m) {
+  Fd dest(ensureDir(root, m.dest, 0755));
+  if (!dest.ok()) return errors::fail("mount.tmpfs_target", errno, m.dest);
+  char opts[64];
+  if (m.size) snprintf(opts, sizeof opts, "mode=%o,size=%llu", m.mode, static_cast<unsigned long long>(m.size));
+  else snprintf(opts, sizeof opts, "mode=%o", m.mode);
+  unsigned long flags = MS_NOSUID | MS_NODEV | (m.noexec ? MS_NOEXEC : 0);
+  if (mount("tmpfs", fdPath(dest.get()).c_str(), "tmpfs", flags, opts) != 0)
+    return errors::fail("mount.tmpfs", errno, m.dest);
+  return true;
+}
+
+bool doProc(int root, const plan::Mount& m) {
+  Fd dest(ensureDir(root, m.dest, 0555));
+  if (!dest.ok()) return errors::fail("mount.proc_target", errno, m.dest);
+  if (mount("proc", fdPath(dest.get()).c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    return errors::fail("mount.proc", errno, m.dest);
+  return true;
+}
+
+bool doMqueue(int root, const plan::Mount& m) {
+  Fd dest(ensureDir(root, m.dest, 0755));
+  if (!dest.ok()) return errors::fail("mount.mqueue_target", errno, m.dest);
+  if (mount("mqueue", fdPath(dest.get()).c_str(), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    return errors::fail("mount.mqueue", errno, m.dest);
+  return true;
+}
+
+bool symlinkIn(int root, const std::string& target, const std::string& path) {
+  std::string parent, name;
+  splitParent(path, &parent, &name);
+  Fd pfd(ensureDir(root, parent, 0755));
+  Fd dir(openInRoot(root, parent, O_RDONLY | O_DIRECTORY));
+  if (!dir.ok()) return errors::fail("mount.symlink", errno, path);
+  if (symlinkat(target.c_str(), dir.get(), name.c_str()) != 0) return errors::fail("mount.symlink", errno, path, target);
+  return true;
+}
+
+bool doDev(int root, const plan::Mount& m, const std::vector<int>& deviceFds) {
+  plan::Mount tmp = m;
+  tmp.mode = 0755;
+  tmp.size = 1 << 20;
+  if (!doTmpfs(root, tmp)) return false;
+  for (size_t i = 0; i < m.devices.size(); i++) {
+    std::string path = m.dest + "/" + m.devices[i];
+    Fd dest(ensureFile(root, path));
+    if (!dest.ok()) return errors::fail("mount.dev_node", errno, path);
+    // Device nodes cannot be created in a user namespace; bind the host's.
+    if (mount(fdPath(deviceFds[i]).c_str(), fdPath(dest.get()).c_str(), nullptr, MS_BIND, nullptr) != 0)
+      return errors::fail("mount.dev_node", errno, path);
+  }
+  Fd pts(ensureDir(root, m.dest + "/pts", 0755));
+  if (!pts.ok()) return errors::fail("mount.devpts", errno, m.dest + "/pts");
+  if (mount("devpts", fdPath(pts.get()).c_str(), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") != 0)
+    return errors::fail("mount.devpts", errno, m.dest + "/pts");
+  plan::Mount shm;
+  shm.dest = m.dest + "/shm";
+  shm.mode = 01777;
+  shm.size = 64 << 20;
+  if (!doTmpfs(root, shm)) return false;
+  const std::pair<const char*, const char*> links[] = {
+      {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+      {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
+  for (const auto& l : links)
+    if (!symlinkIn(root, l.first, m.dest + "/" + l.second)) return false;
+  Fd top(openInRoot(root, m.dest, O_PATH));
+  return top.ok() && setAttr(fdPath(top.get()), kAttrNosuid | kAttrNoexec, false, "mount.dev_seal", m.dest);
+}
+
+bool doFile(int root, const plan::Mount& m, int index) {
+  // Written to a staging tmpfs outside the new root, then bound onto the destination, so it can
+  // replace a file inside a read-only bind (/etc/hosts) without touching the host's copy.
+  std::string staged = std::string(kStaging) + "/" + std::to_string(index);
+  int fd = open(staged.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, m.mode);
+  if (fd < 0) return errors::fail("mount.file_stage", errno, m.dest);
+  ssize_t n = write(fd, m.content.data(), m.content.size());
+  int err = errno;
+  close(fd);
+  if (n != static_cast<ssize_t>(m.content.size())) return errors::fail("mount.file_stage", n < 0 ? err : EIO, m.dest);
+  if (chmod(staged.c_str(), m.mode) != 0) return errors::fail("mount.file_stage", errno, m.dest);
+  Fd dest(ensureFile(root, m.dest));
+  if (!dest.ok()) return errors::fail("mount.file_target", errno, m.dest);
+  if (mount(staged.c_str(), fdPath(dest.get()).c_str(), nullptr, MS_BIND, nullptr) != 0)
+    return errors::fail("mount.file", errno, m.dest);
+  Fd mounted(openInRoot(root, m.dest, O_PATH));
+  return mounted.ok() && setAttr(fdPath(mounted.get()), kAttrRdonly | kAttrNosuid | kAttrNodev, false, "mount.file_seal", m.dest);
+}
+
+bool doDir(int root, const plan::Mount& m) {
+  Fd dir(ensureDir(root, m.dest, m.mode));
+  if (!dir.ok()) return errors::fail("mount.dir", errno, m.dest);
+  return true;
+}
+
+}  // namespace
+
+bool makePrivate() {
+  if (mount(nullptr, "/", nullptr, MS_SLAVE | MS_REC, nullptr) != 0) return errors::fail("mount.make_slave", errno, "/");
+  return true;
+}
+
+bool openSources(const plan::Plan& plan, Sources* out) {
+  out->mountFds.assign(plan.mounts.size(), -1);
+  out->deviceFds.assign(plan.mounts.size(), {});
+  for (size_t i = 0; i < plan.mounts.size(); i++) {
+    const plan::Mount& m = plan.mounts[i];
+    if (m.op == plan::MountOp::Bind) {
+      int fd = open(m.src.c_str(), O_PATH | O_CLOEXEC);
+      if (fd < 0) return errors::fail("mount.bind_source", errno, m.src);
+      out->mountFds[i] = fd;
+    } else if (m.op == plan::MountOp::Dev) {
+      for (const auto& name : m.devices) {
+        std::string path = "/dev/" + name;
+        int fd = open(path.c_str(), O_PATH | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) return errors::fail("mount.dev_source", errno, path);
+        struct stat st;
+        if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode)) {
+          close(fd);
+          return errors::fail("mount.dev_source", ENODEV, path, "not a character device");
+        }
+        out->deviceFds[i].push_back(fd);
+      }
+    }
+  }
+  return true;
+}
+
+bool buildRootAndPivot(const plan::Plan& plan, Sources& sources) {
+  if (mount("tmpfs", kBase, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m") != 0)
+    return errors::fail("mount.base_tmpfs", errno, kBase);
+  if (mkdir(kNewRoot, 0755) != 0) return errors::fail("mount.newroot", errno, kNewRoot);
+  if (mkdir(kStaging, 0700) != 0) return errors::fail("mount.staging", errno, kStaging);
+  if (mount("tmpfs", kNewRoot, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0)
+    return errors::fail("mount.root_tmpfs", errno, kNewRoot);
+  Fd root(open(kNewRoot, O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root.ok()) return errors::fail("mount.newroot", errno, kNewRoot);
+
+  for (size_t i = 0; i < plan.mounts.size(); i++) {
+    const plan::Mount& m = plan.mounts[i];
+    bool ok = true;
+    switch (m.op) {
+      case plan::MountOp::Bind: ok = doBind(root.get(), m, sources.mountFds[i]); break;
+      case plan::MountOp::Tmpfs: ok = doTmpfs(root.get(), m); break;
+      case plan::MountOp::Proc: ok = doProc(root.get(), m); break;
+      case plan::MountOp::Mqueue: ok = doMqueue(root.get(), m); break;
+      case plan::MountOp::Dev: ok = doDev(root.get(), m, sources.deviceFds[i]); break;
+      case plan::MountOp::File: ok = doFile(root.get(), m, static_cast<int>(i)); break;
+      case plan::MountOp::Dir: ok = doDir(root.get(), m); break;
+      case plan::MountOp::Symlink: ok = symlinkIn(root.get(), m.target, m.dest); break;
+    }
+    if (!ok) return false;
+  }
+  for (int fd : sources.mountFds) if (fd >= 0) close(fd);
+  for (auto& v : sources.deviceFds) for (int fd : v) close(fd);
+  sources = Sources{};
+
+  if (chdir(kNewRoot) != 0) return errors::fail("mount.pivot_root", errno, kNewRoot);
+  if (syscall(SYS_pivot_root, ".", ".") != 0) return errors::fail("mount.pivot_root", errno, kNewRoot);
+  // The old root is now stacked under ".": detach it so nothing of the host stays reachable.
+  if (umount2(".", MNT_DETACH) != 0) return errors::fail("mount.detach_old_root", errno, "/");
+  if (chdir("/") != 0) return errors::fail("mount.chdir", errno, "/");
+  return true;
+}
+
+bool sealRoot() {
+  return setAttr("/", kAttrRdonly | kAttrNosuid | kAttrNodev, false, "mount.seal_root", "/");
+}
+
+}  // namespace mountns
