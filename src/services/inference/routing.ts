@@ -1,0 +1,94 @@
+import type { InferenceApi, InferenceConfig, InferenceRoute } from '../../profile/inference.js';
+
+/**
+ * Which route and API path a caller's request line maps to. Pure: the router acts on the answer.
+ * Paths are matched exactly against a fixed table, so nothing the caller writes (`..`, `%2e`,
+ * doubled slashes) can reach an upstream path the table does not name.
+ */
+
+/** Method allowed for each API path. Only these paths are ever forwarded. */
+export const API_PATHS: Readonly<Record<InferenceApi, ReadonlyMap<string, 'GET' | 'POST'>>> = {
+  openai: new Map([
+    ['/v1/chat/completions', 'POST'],
+    ['/v1/completions', 'POST'],
+    ['/v1/responses', 'POST'],
+    ['/v1/embeddings', 'POST'],
+    ['/v1/models', 'GET'],
+  ]),
+  anthropic: new Map([
+    ['/v1/messages', 'POST'],
+    ['/v1/messages/count_tokens', 'POST'],
+    ['/v1/models', 'GET'],
+  ]),
+};
+
+export type RouteDecision =
+  | { kind: 'forward'; route: InferenceRoute; apiPath: string; query: string }
+  | { kind: 'refuse'; status: 404 | 405; code: 'route_not_found' | 'path_not_found' | 'method_not_allowed'; route?: InferenceRoute; allow?: string; message: string };
+
+/** The route that also answers at /v1 without a prefix. */
+export function defaultRouteName(config: InferenceConfig): string | undefined {
+  return config.default ?? config.routes[0]?.name;
+}
+
+/** Splits a request target (origin-form, or absolute-form when it comes through a proxy) into path and query. */
+export function splitTarget(target: string): { path: string; query: string } {
+  let rest = target;
+  if (!rest.startsWith('/')) {
+    // Absolute form: http://inference.local/v1/models. Everything up to the path is dropped.
+    const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(rest);
+    rest = m ? rest.slice(m[0].length) || '/' : '/' + rest;
+  }
+  const hash = rest.indexOf('#');
+  if (hash >= 0) rest = rest.slice(0, hash);
+  const q = rest.indexOf('?');
+  return q < 0 ? { path: rest, query: '' } : { path: rest.slice(0, q), query: rest.slice(q) };
+}
+
+export function resolveRoute(config: InferenceConfig, method: string, target: string): RouteDecision {
+  const { path, query } = splitTarget(target);
+  let route: InferenceRoute | undefined;
+  let apiPath: string;
+  if (path === '/v1' || path.startsWith('/v1/')) {
+    const name = defaultRouteName(config);
+    route = config.routes.find((r) => r.name === name);
+    apiPath = path;
+    if (!route) {
+      return { kind: 'refuse', status: 404, code: 'route_not_found', message: `no inference route is configured, so ${path} has nowhere to go. Add a route to the profile's inference.routes or pass --route NAME=URL.` };
+    }
+  } else {
+    const slash = path.indexOf('/', 1);
+    const name = slash < 0 ? path.slice(1) : path.slice(1, slash);
+    route = config.routes.find((r) => r.name === name);
+    apiPath = slash < 0 ? '' : path.slice(slash);
+    if (!route) {
+      return { kind: 'refuse', status: 404, code: 'route_not_found', message: `no inference route matches ${clip(path)}. ${describeRoutes(config)}` };
+    }
+  }
+  const allowed = API_PATHS[route.api].get(apiPath);
+  if (!allowed) {
+    const paths = [...API_PATHS[route.api].keys()].join(', ');
+    return { kind: 'refuse', status: 404, code: 'path_not_found', route, message: `route "${route.name}" (${route.api}) does not serve ${clip(apiPath || path)}; it serves ${paths}.` };
+  }
+  if (method !== allowed) {
+    return { kind: 'refuse', status: 405, code: 'method_not_allowed', route, allow: allowed, message: `route "${route.name}": ${apiPath} takes ${allowed}, not ${clip(method)}.` };
+  }
+  return { kind: 'forward', route, apiPath, query };
+}
+
+/** The prefix a route answers at, e.g. /claude/v1; the default route also answers at /v1. */
+export function routePrefix(route: InferenceRoute): string {
+  return `/${route.name}/v1`;
+}
+
+function describeRoutes(config: InferenceConfig): string {
+  if (config.routes.length === 0) return 'No routes are configured; add one to inference.routes or pass --route NAME=URL.';
+  const def = defaultRouteName(config);
+  const list = config.routes.map((r) => `${routePrefix(r)} (${r.api}${r.name === def ? ', also at /v1' : ''})`).join(', ');
+  return `Routes: ${list}.`;
+}
+
+/** Caller-supplied text echoed in errors is clipped so a huge path cannot bloat a response or log. */
+export function clip(s: string, max = 200): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…`;
+}
