@@ -28,7 +28,8 @@ const WIDTH_HELP =
   'the kernel ignores their upper half, so a 64-bit comparison could be evaded by setting high bits. ' +
   '64 (the default) for long, size and pointer arguments (clone flags, mmap prot).';
 
-const ArgValueSchema = z.union([z.number().int(), z.string().min(1)]);
+// Plain z.number(): exactness is checked by resolveArgValue, whose message says to use a string.
+const ArgValueSchema = z.union([z.number(), z.string().min(1)]);
 
 export const SeccompConditionSchema = z
   .object({

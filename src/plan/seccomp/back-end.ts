@@ -105,9 +105,11 @@ export function dispatchIntervals(ir: SeccompIr): Interval[] {
   }
   if (next <= ir.maxNr) raw.push({ start: next, action: allow });
   raw.push({ start: ir.maxNr + 1, action: ir.beyondTable });
-  // Every number with the x32 bit is at or above it; killing the whole range also covers the
-  // numbers no ABI assigns (up to 0xffffffff), which no honest program uses.
-  if (ir.killX32) raw.push({ start: SECCOMP_MISC.X32_SYSCALL_BIT, action: { type: 'kill' } });
+  // Numbers with the x32 bit set are [0x40000000, 0x80000000) and [0xc0000000, 2^32).
+  if (ir.killX32) {
+    const x32 = SECCOMP_MISC.X32_SYSCALL_BIT;
+    raw.push({ start: x32, action: { type: 'kill' } }, { start: 2 * x32, action: ir.beyondTable }, { start: 3 * x32, action: { type: 'kill' } });
+  }
 
   const merged: Interval[] = [];
   for (const iv of raw) {
@@ -171,7 +173,7 @@ export function emitLinearChain(ir: SeccompIr): Insn[] {
   const kill = asm.label();
   if (ir.killX32) {
     const notX32 = asm.label();
-    asm.jump('jge', SECCOMP_MISC.X32_SYSCALL_BIT, kill, notX32);
+    asm.jump('jset', SECCOMP_MISC.X32_SYSCALL_BIT, kill, notX32);
     asm.bind(notX32);
   }
   const inTable = asm.label();

@@ -64,7 +64,8 @@ export function suggestNames(name: string, candidates: Iterable<string>, max = 3
   const needle = name.toLowerCase().replace(/^(sys_|__nr_)/, '');
   const scored: Array<[string, number]> = [];
   for (const c of candidates) {
-    const d = c.startsWith(needle) || needle.startsWith(c) ? Math.abs(c.length - needle.length) * 0.5 : editDistance(needle, c);
+    const lc = c.toLowerCase();
+    const d = lc.startsWith(needle) || needle.startsWith(lc) ? Math.abs(lc.length - needle.length) * 0.5 : editDistance(needle, lc);
     if (d <= Math.max(2, Math.floor(needle.length / 3))) scored.push([c, d]);
   }
   return scored.sort((x, y) => x[1] - y[1] || x[0].localeCompare(y[0])).slice(0, max).map(([c]) => c);

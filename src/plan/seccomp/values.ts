@@ -48,7 +48,7 @@ export function resolveArgValue(input: ArgValueInput, width: ArgWidth): bigint {
   let v: bigint;
   if (typeof input === 'number') {
     if (!Number.isSafeInteger(input)) {
-      throw new Error(`${input} is not an exact integer (YAML/JSON numbers lose precision above 2^53); write it as a string such as "0xffffffffffffffff"`);
+      throw new Error(`${input} is not an exact integer (YAML/JSON numbers lose precision above 2^53); write an integer, or a string such as "0xffffffffffffffff" for large values`);
     }
     v = BigInt(input);
   } else {
