@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -64,6 +65,25 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   out.Set("gid", Napi::Number::New(env, getgid()));
   out.Set("euid", Napi::Number::New(env, geteuid()));
   out.Set("pid", Napi::Number::New(env, getpid()));
+  // Node has no getrlimit; the planner clamps requested limits to what the host allows.
+  static const std::pair<const char*, int> limits[] = {
+      {"core", RLIMIT_CORE},   {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC},       {"fsize", RLIMIT_FSIZE},
+      {"as", RLIMIT_AS},       {"cpu", RLIMIT_CPU},       {"stack", RLIMIT_STACK},       {"memlock", RLIMIT_MEMLOCK},
+      {"sigpending", RLIMIT_SIGPENDING}, {"msgqueue", RLIMIT_MSGQUEUE}};
+  Napi::Object rl = Napi::Object::New(env);
+  for (const auto& l : limits) {
+    struct rlimit r;
+    if (getrlimit(l.second, &r) != 0) continue;
+    Napi::Object o = Napi::Object::New(env);
+    auto val = [&](rlim_t v) -> Napi::Value {
+      if (v == RLIM_INFINITY) return Napi::String::New(env, "unlimited");
+      return Napi::Number::New(env, static_cast<double>(v));
+    };
+    o.Set("soft", val(r.rlim_cur));
+    o.Set("hard", val(r.rlim_max));
+    rl.Set(l.first, o);
+  }
+  out.Set("rlimits", rl);
   return out;
 }
 

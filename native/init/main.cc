@@ -82,10 +82,26 @@ void blockSignals(sigset_t* set) {
 
 // ---- workload --------------------------------------------------------------------------------
 
+// Interactive use: the workload becomes the terminal's foreground process group, so keyboard
+// signals reach it alone (not the supervisor, which would forward them a second time).
+bool takeTerminal() {
+  if (setpgid(0, 0) != 0) return errors::fail("process.setpgid", errno);
+  if (!isatty(0)) return true;
+  sigset_t ttou, old;
+  sigemptyset(&ttou);
+  sigaddset(&ttou, SIGTTOU);
+  sigprocmask(SIG_BLOCK, &ttou, &old);
+  int rc = tcsetpgrp(0, getpgrp());
+  int err = errno;
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  // ENOTTY: stdin is a terminal that is not ours (no controlling tty); keep going without it.
+  return rc == 0 || err == ENOTTY || errors::fail("process.tcsetpgrp", err);
+}
+
 [[noreturn]] void workloadMain(const plan::Plan& plan, int execReport) {
   const plan::Workload& w = plan.workload;
   process::resetSignals();
-  bool ok = (!w.newSession || setsid() >= 0 || errors::fail("process.setsid", errno)) &&
+  bool ok = (w.newSession ? setsid() >= 0 || errors::fail("process.setsid", errno) : takeTerminal()) &&
             (prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 || errors::fail("process.pdeathsig", errno)) &&
             process::applyRlimits(w.rlimits) &&
             (chdir(w.cwd.c_str()) == 0 || errors::fail("process.chdir", errno, w.cwd)) &&

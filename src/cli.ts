@@ -1,0 +1,90 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LevelWithSilent } from 'pino';
+import { isClawjailError } from './errors.js';
+import { packageRoot } from './paths.js';
+
+/**
+ * argv → a command. Thin: parsing and printing only; every decision is in the library.
+ * Modules are imported per command so `clawjail run` does not load what `doctor` needs.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'run':
+        return await (await import('./cli/run.js')).runCommand(rest);
+      case 'doctor':
+        return await (await import('./cli/doctor.js')).doctorCommand(rest);
+      case 'approvals':
+      case 'approve':
+      case 'deny':
+        return await (await import('./cli/approvals.js')).approvalsCommand(cmd, rest);
+      case 'profile':
+        return await (await import('./cli/profile.js')).profileCommand(rest);
+      case '--version':
+      case '-V':
+      case 'version':
+        process.stdout.write(`${version()}\n`);
+        return 0;
+      case undefined:
+      case '--help':
+      case '-h':
+      case 'help':
+        process.stdout.write(HELP);
+        return cmd === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`clawjail: unknown command '${cmd}'\n  hint: one of run, doctor, approvals, approve, deny, profile, openclaw (clawjail --help)\n`);
+        return 125;
+    }
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+/** Prints an error for people: message and hint; a stack only at debug level. */
+export function reportError(e: unknown): number {
+  if (isClawjailError(e)) {
+    process.stderr.write(`clawjail: ${e.message}\n`);
+    if (process.env.CLAWJAIL_LOG_LEVEL === 'debug' && e.stack) process.stderr.write(`${e.stack}\n`);
+    return e.exitCode;
+  }
+  const err = e as Error;
+  process.stderr.write(`clawjail: internal error: ${err?.message ?? String(e)}\n  hint: this is a bug; rerun with --log-level debug and report it\n`);
+  if (process.env.CLAWJAIL_LOG_LEVEL === 'debug' && err?.stack) process.stderr.write(`${err.stack}\n`);
+  return 125;
+}
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** --log-level must be set before the logger module is first imported. */
+export function applyLogLevel(level: string | undefined): void {
+  if (!level) return;
+  const levels: LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  if (!levels.includes(level as LevelWithSilent)) {
+    throw Object.assign(new Error(), { clawjailUsage: true });
+  }
+  process.env.CLAWJAIL_LOG_LEVEL = level;
+}
+
+export function writeJsonFile(path: string, value: unknown): void {
+  writeFileSync(path, JSON.stringify(value, null, 2) + '\n', { mode: 0o600 });
+}
+
+const HELP = `clawjail — run OpenClaw, or any command, in a sandbox clawjail builds itself
+
+Usage:
+  clawjail run [options] -- COMMAND [ARGS...]   run a command in a new sandbox
+  clawjail openclaw [options] -- SUBCOMMAND...  run OpenClaw (gateway, agent, ...) in a sandbox
+  clawjail doctor [--json]                      what this host can enforce, and why not
+  clawjail approvals [--name N] [--json]        pending egress approvals
+  clawjail approve ID [--always] [--name N]     let a pending destination through
+  clawjail deny ID [--name N]                   refuse a pending destination
+  clawjail profile show|schema [--profile P]    the merged profile, or every field explained
+
+Run 'clawjail run --help' for the run options. Exit status: the command's own; 128+N when it
+was killed by signal N; 125 when clawjail itself failed; 126 not executable; 127 not found.
+`;

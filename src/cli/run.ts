@@ -1,0 +1,131 @@
+import { ClawjailError, isClawjailError } from '../errors.js';
+import { applyLogLevel, writeJsonFile } from '../cli.js';
+import { parse, parseAllowHostFlag, parseBindFlag, parseEnvFlags, parsePublishFlag, usageError } from './args.js';
+
+export const RUN_OPTIONS = {
+  profile: { type: 'string', short: 'p' },
+  'sandbox-dir': { type: 'string' },
+  ro: { type: 'string', multiple: true },
+  rw: { type: 'string', multiple: true },
+  env: { type: 'string', short: 'e', multiple: true },
+  name: { type: 'string' },
+  publish: { type: 'string', multiple: true },
+  tty: { type: 'boolean', short: 't' },
+  'dry-run': { type: 'boolean' },
+  'status-json': { type: 'string' },
+  'log-level': { type: 'string' },
+  'allow-host': { type: 'string', multiple: true },
+  'no-network': { type: 'boolean' },
+  approvals: { type: 'boolean' },
+  'audit-log': { type: 'string' },
+  route: { type: 'string', multiple: true },
+  'route-credential-env': { type: 'string', multiple: true },
+  'tmp-size': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
+
+  -p, --profile NAME|FILE     built-in profile (default, strict, openclaw) or a YAML/JSON file
+      --sandbox-dir DIR       host directory mounted at /sandbox (default: a temporary one, removed at exit)
+      --ro SRC[:DEST]         bind a host path read-only (repeatable)
+      --rw SRC[:DEST]         bind a host path read-write (repeatable; never /)
+  -e, --env K=V | K           set a variable, or copy K from the host (repeatable)
+      --name NAME             sandbox name (control socket, logs)
+      --publish HOSTPORT:PORT forward host 127.0.0.1:HOSTPORT to port PORT inside (repeatable)
+  -t, --tty                   keep the terminal (interactive programs)
+      --allow-host HOST[:PORT] allow egress to HOST (port 443 unless given; *.example.com for subdomains)
+      --no-network            no egress at all (no proxy)
+      --approvals             hold unknown destinations for \`clawjail approve\` instead of refusing
+      --audit-log FILE        append audit events (JSON lines)
+      --route NAME=URL        an inference route to an OpenAI-compatible upstream
+      --route-credential-env NAME=VAR   the route's API key comes from host variable VAR
+      --tmp-size SIZE         /tmp size limit (e.g. 512m)
+      --dry-run               print the launch plan as JSON and run nothing
+      --status-json FILE      write the enforcement report and exit status to FILE
+      --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default warn)
+`;
+
+type RunValues = ReturnType<typeof parse<typeof RUN_OPTIONS>>['values'];
+
+/** CLI flags as a raw profile fragment, layered over the profile. */
+export async function overridesFromFlags(v: RunValues): Promise<Record<string, unknown>> {
+  const o: Record<string, Record<string, unknown> | unknown> = {};
+  const fs: Record<string, unknown> = {};
+  if (v['sandbox-dir']) fs.sandboxDir = v['sandbox-dir'];
+  if (v.ro?.length) fs.ro = v.ro.map((x) => parseBindFlag('--ro', x));
+  if (v.rw?.length) fs.rw = v.rw.map((x) => parseBindFlag('--rw', x));
+  if (v['tmp-size']) fs.tmpSize = v['tmp-size'];
+  if (Object.keys(fs).length) o.filesystem = fs;
+  if (v.env?.length) o.env = parseEnvFlags(v.env);
+  if (v.name) o.name = v.name;
+  if (v.publish?.length) o.publish = v.publish.map(parsePublishFlag);
+  if (v.tty) o.process = { tty: true };
+  const net: Record<string, unknown> = {};
+  if (v['no-network']) {
+    if (v['allow-host']?.length) throw usageError('--no-network and --allow-host contradict each other', 'run');
+    net.mode = 'none';
+  }
+  if (v['allow-host']?.length) net.allow = v['allow-host'].map(parseAllowHostFlag);
+  if (v.approvals) net.approvals = { enabled: true };
+  if (Object.keys(net).length) o.network = net;
+  if (v.route?.length || v['route-credential-env']?.length) {
+    const { routeOverridesFromCli } = await import('../services/inference/index.js');
+    o.inference = { routes: routeOverridesFromCli(v.route ?? [], v['route-credential-env'] ?? []) };
+  }
+  return o;
+}
+
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { values: v, positionals } = parse('run', argv, RUN_OPTIONS);
+  if (v.help) {
+    process.stdout.write(RUN_HELP);
+    return 0;
+  }
+  if (v['log-level']) {
+    try {
+      applyLogLevel(v['log-level']);
+    } catch {
+      throw usageError(`--log-level ${v['log-level']}: expected fatal, error, warn, info, debug, trace or silent`, 'run');
+    }
+  }
+  if (positionals.length === 0) throw usageError('no command given', 'run');
+  const statusFile = v['status-json'];
+  const options = {
+    ...(v.profile ? { profile: v.profile } : {}),
+    overrides: [await overridesFromFlags(v)],
+    command: positionals,
+    ...(v['audit-log'] ? { auditLog: v['audit-log'] } : {}),
+  };
+  const { launch, planLaunch } = await import('../launch.js');
+  if (v['dry-run']) {
+    const { plan } = planLaunch(options);
+    process.stdout.write(JSON.stringify(plan, null, 2) + '\n');
+    return 0;
+  }
+  let sandbox;
+  try {
+    sandbox = await launch(options);
+  } catch (e) {
+    if (statusFile) {
+      const err = isClawjailError(e) ? e : new ClawjailError('ERR_CLAWJAIL_SETUP', String((e as Error)?.message ?? e));
+      writeJsonFile(statusFile, {
+        error: { code: err.code, message: err.message, step: err.step, errno: err.errno, path: err.path },
+        exit: { code: null, signal: null, status: err.exitCode },
+      });
+    }
+    throw e;
+  }
+  const handlers = FORWARDED.map((sig) => {
+    const h = () => sandbox.kill(sig);
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  const status = await new Promise<import('../sandbox.js').ExitStatus>((resolve) => sandbox.once('exit', resolve));
+  for (const [sig, h] of handlers) process.off(sig, h);
+  if (statusFile) writeJsonFile(statusFile, { sandbox: sandbox.name, report: sandbox.report, warnings: sandbox.plan.warnings, exit: status });
+  // 128+N for a workload killed by signal N, as a shell reports it.
+  return status.status;
+}

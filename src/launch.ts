@@ -1,0 +1,392 @@
+import { spawn, type ChildProcess, type IOType, type StdioOptions } from 'node:child_process';
+import type { Stream } from 'node:stream';
+import { chownSync, mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { constants as osConstants, homedir, tmpdir } from 'node:os';
+import net from 'node:net';
+import { join, posix } from 'node:path';
+import type { Logger } from 'pino';
+import { errnoName, errnoText } from './errno.js';
+import { ClawjailError } from './errors.js';
+import { explainUsernsFailure, probeHost, type HostFacts } from './host/probe.js';
+import { createAuditSink, logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
+import { addon, helperPath } from './native.js';
+import { compileSeccomp } from './plan/seccomp/index.js';
+import { expandHome, inspectHostPath, inspectHostPaths } from './plan/host-paths.js';
+import { PATH_CANDIDATES } from './plan/env.js';
+import { GENERATED_ETC } from './plan/mounts.js';
+import { buildPlan, type LaunchPlan } from './plan/plan.js';
+import { loadProfile, type LoadedProfile } from './profile/load.js';
+import type { Profile } from './profile/schema.js';
+import { InitChannel, type SetupFailure } from './services/channel.js';
+import { startServices, type RunningServices, type ServiceOptions } from './services/start.js';
+import { Sandbox, type ExitStatus } from './sandbox.js';
+
+export interface LaunchOptions extends ServiceOptions {
+  /** Built-in profile name, profile file, or a raw profile object. Default: "default". */
+  profile?: string | Record<string, unknown>;
+  /** Raw profile fragments layered on top (CLI flags use this). */
+  overrides?: unknown[];
+  /** The command to run inside, argv style. */
+  command: string[];
+  /** Sandbox name (default: profile name, else clawjail-<pid>-<n>). */
+  name?: string;
+  /** stdio of the workload: inherit (default), pipe, or per-stream. */
+  stdio?: 'inherit' | 'pipe' | StdioOptions;
+  /** Host environment the passthrough variables are read from (default process.env). */
+  env?: Record<string, string | undefined>;
+  /** Directory relative profile paths are resolved against (default process.cwd()). */
+  cwd?: string;
+  logger?: Logger;
+  /** Also write audit events to this file as JSON lines. */
+  auditLog?: string;
+}
+
+let counter = 0;
+
+/** Steps 1–3 only: what `launch` would do, with no side effects (`--dry-run`). */
+export function planLaunch(options: LaunchOptions & { dryRun?: boolean }): { plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts } {
+  const loaded = loadProfile(loadOptions(options));
+  const host = probeHost();
+  const name = sandboxName(options, loaded.profile);
+  const sandboxDir = loaded.profile.filesystem.sandboxDir
+    ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
+    : { host: '<temporary directory>', ephemeral: true };
+  const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0);
+  return { plan, loaded, host };
+}
+
+/**
+ * Runs a command in a new sandbox. Resolves once the workload has started (its execve
+ * succeeded and the sandbox's services are listening); rejects with a ClawjailError when the
+ * sandbox cannot be built as asked, after everything it started is gone.
+ */
+export async function launch(options: LaunchOptions): Promise<Sandbox> {
+  const log = options.logger ?? rootLogger;
+  // 1. profile
+  const loaded = loadProfile(loadOptions(options));
+  const profile = loaded.profile;
+  // 2. host facts
+  const host = probeHost();
+  // 3. plan (after preparing /sandbox's host directory, the only thing created before it)
+  const name = sandboxName(options, profile);
+  const sandboxDir = prepareSandboxDir(profile, host, name);
+  const cleanups: (() => void | Promise<void>)[] = [];
+  if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
+  let services: RunningServices | undefined;
+  const audit = createAuditSink({
+    log,
+    ...(options.auditLog ?? profile.network.auditLog ? { file: (options.auditLog ?? profile.network.auditLog)! } : {}),
+    listener: (e) => sandbox?.emitAudit(e),
+  });
+  let sandbox: Sandbox | undefined;
+  const teardown = async () => {
+    await services?.close().catch((e: unknown) => log.warn({ err: e }, 'closing services failed'));
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (e) {
+        log.warn({ err: e }, 'cleanup step failed');
+      }
+    }
+    await audit.close();
+  };
+  try {
+    const plan = plan3(options, profile, host, name, sandboxDir, process.pid);
+    for (const w of plan.warnings) log.warn({ sandbox: name }, w);
+    prepareCgroup(plan, cleanups, log);
+    log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
+    audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
+    // 4. services (they read the plan; they listen once init hands over their sockets)
+    services = await startServices(plan, loaded, { ...options, audit, logger: log });
+    // 5. the helper: clean environment, plan on fd 3, channel on fd 4
+    const [ours, theirs] = addon().socketpair();
+    const channel = new InitChannel(ours);
+    cleanups.push(() => channel.close());
+    const stdio = normaliseStdio(options.stdio);
+    // Without a terminal to share, the helper gets its own session: keyboard signals then reach
+    // only the supervisor, which forwards them once.
+    const child: ChildProcess = spawn(helperPath(), [], { stdio: [...stdio, 'pipe', theirs], env: {}, cwd: '/', detached: !profile.process.tty });
+    addon().closeFd(theirs);
+    child.stdio[3]!.on('error', () => {});
+    (child.stdio[3] as NodeJS.WritableStream).end(JSON.stringify(plan.native));
+
+    const exited = new Promise<ExitStatus>((resolve) => {
+      child.on('exit', (code, signal) => {
+        const status = code ?? 128 + (signal ? (osSignals[signal] ?? 0) : 0);
+        resolve({ code, signal, status });
+      });
+    });
+    // 6–8. wait for the sandbox to come up
+    const started = await waitForStart(channel, child, exited, services);
+    if (!started.ok) {
+      await exited;
+      throw failureToError(started.failure, options.command, plan);
+    }
+    // 9. supervise
+    let published: Awaited<ReturnType<typeof publishPorts>>;
+    try {
+      published = await publishPorts(plan, channel, cleanups);
+    } catch (e) {
+      child.kill('SIGKILL');
+      await exited;
+      throw e;
+    }
+    sandbox = new Sandbox({ plan, child, channel, exited, published });
+    const handle = sandbox;
+    exited.then(async (st) => {
+      audit.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal });
+      // 10. teardown, in reverse order
+      await teardown();
+      handle.emit('exit', st);
+    });
+    return sandbox;
+  } catch (e) {
+    await teardown();
+    throw e;
+  }
+}
+
+const osSignals = osConstants.signals as Record<string, number>;
+
+function loadOptions(options: LaunchOptions) {
+  return {
+    ...(options.profile !== undefined ? { profile: options.profile } : {}),
+    ...(options.overrides ? { overrides: options.overrides } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  };
+}
+
+function sandboxName(options: LaunchOptions, profile: Profile): string {
+  return options.name ?? profile.name ?? `clawjail-${process.pid}-${++counter}`;
+}
+
+function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number): LaunchPlan {
+  if (options.command.length === 0 || !options.command[0]) {
+    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
+  }
+  const expand = (p: string) => expandHome(p);
+  const paths = new Set<string>([...profile.filesystem.system, ...GENERATED_ETC, ...PATH_CANDIDATES]);
+  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
+  return buildPlan({
+    profile,
+    host,
+    pathFacts: inspectHostPaths(paths),
+    command: options.command,
+    name,
+    supervisorPid: pid,
+    sandboxDir,
+    hostEnv: options.env ?? process.env,
+    expand,
+    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
+    compileSeccomp: (config, arch) => {
+      const c = compileSeccomp(config, arch as 'x86_64');
+      return { program: c.program, instructions: c.instructions, detail: `${c.denied.length} calls denied outright, ${c.argumentChecked.length} argument-checked` };
+    },
+  });
+}
+
+/** /sandbox's host side: the given directory (created if missing) or a fresh temporary one. */
+function prepareSandboxDir(profile: Profile, host: HostFacts, name: string): { host: string; ephemeral: boolean } {
+  const owner = host.isRoot ? { uid: profile.identity.uid, gid: profile.identity.gid } : undefined;
+  if (!profile.filesystem.sandboxDir) {
+    const dir = mkdtempSync(join(tmpdir(), `clawjail-${name}-`));
+    if (owner) chownSync(dir, owner.uid, owner.gid);
+    return { host: dir, ephemeral: true };
+  }
+  const wanted = expandHome(profile.filesystem.sandboxDir, homedir());
+  let fact = inspectHostPath(wanted);
+  if (fact.kind === 'missing') {
+    mkdirSync(wanted, { recursive: true, mode: 0o700 });
+    if (owner) chownSync(wanted, owner.uid, owner.gid);
+    fact = inspectHostPath(wanted);
+  }
+  if (!fact.real || fact.realKind !== 'dir') {
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `--sandbox-dir ${wanted} is not a directory${fact.kind === 'symlink' ? ` (a symlink to ${fact.link})` : ''}`, {
+      hint: 'give a directory, or omit --sandbox-dir for a temporary one',
+      path: wanted,
+    });
+  }
+  if (fact.real !== wanted) rootLogger.warn(`--sandbox-dir ${wanted} resolves to ${fact.real} (a symlink is on the way); using ${fact.real}`);
+  if (owner) {
+    const st = inspectHostPath(fact.real);
+    if (st.uid !== owner.uid) {
+      throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `--sandbox-dir ${fact.real} is owned by uid ${st.uid}, but the sandbox runs as host uid ${owner.uid}`, {
+        hint: `chown -R ${owner.uid}:${owner.gid} ${fact.real}, or set identity.uid to the directory's owner`,
+        path: fact.real,
+      });
+    }
+  }
+  return { host: fact.real, ephemeral: false };
+}
+
+function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[], log: Logger): void {
+  if (!plan.cgroup) return;
+  const { dir, settings, mode } = plan.cgroup;
+  try {
+    mkdirSync(dir);
+    cleanups.push(() => {
+      // Processes are gone once the helper exited; rmdir can race the kernel's release briefly.
+      for (let i = 0; i < 50; i++) {
+        try {
+          rmdirSync(dir);
+          return;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EBUSY') return;
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        }
+      }
+    });
+    for (const [file, value] of Object.entries(settings)) writeFileSync(join(dir, file), value);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const reason = `cannot set up cgroup ${dir}: ${err.code ?? err.message}`;
+    if (mode === 'required') throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', `cgroup limits are required but ${reason}`, { hint: 'delegate a cgroup v2 subtree to clawjail, or set limits.cgroup.mode: best-effort', path: dir });
+    log.warn(reason);
+    plan.native.cgroupProcs = null;
+    const layer = plan.report.layers.find((l) => l.layer === 'cgroup');
+    if (layer) Object.assign(layer, { status: 'unavailable', detail: reason });
+  }
+}
+
+type StdioEntry = IOType | 'ipc' | Stream | number | null | undefined;
+
+function normaliseStdio(stdio: LaunchOptions['stdio']): StdioEntry[] {
+  if (stdio === undefined) return ['inherit', 'inherit', 'inherit'];
+  if (typeof stdio === 'string') return [stdio, stdio, stdio] as StdioEntry[];
+  return (stdio as StdioEntry[]).slice(0, 3);
+}
+
+type StartResult = { ok: true } | { ok: false; failure: SetupFailure | { step: 'exit'; code: number | null; signal: string | null } };
+
+function waitForStart(channel: InitChannel, child: ChildProcess, exited: Promise<ExitStatus>, services: RunningServices): Promise<StartResult> {
+  return new Promise((resolve) => {
+    let failure: SetupFailure | undefined;
+    let serving: Promise<void> = Promise.resolve();
+    channel.on('services', (names: string[], fds: number[]) => {
+      serving = services.serve(names, fds);
+    });
+    channel.on('failure', (f: SetupFailure) => {
+      failure ??= f;
+    });
+    channel.once('ready', () => {
+      serving.then(
+        () => resolve({ ok: true }),
+        (e: unknown) => {
+          child.kill('SIGKILL');
+          resolve({ ok: false, failure: { step: 'services.listen', errno: (e as NodeJS.ErrnoException).errno ? Math.abs((e as NodeJS.ErrnoException).errno!) : 0, path: '', detail: String(e) } });
+        },
+      );
+    });
+    child.on('error', (e) => resolve({ ok: false, failure: { step: 'spawn', errno: Math.abs((e as NodeJS.ErrnoException).errno ?? 0), path: helperPath(), detail: e.message } }));
+    exited.then((st) => {
+      // An exit before "ready": either a reported failure or an unexpected death.
+      resolve({ ok: false, failure: failure ?? { step: 'exit', code: st.code, signal: st.signal } });
+    });
+  });
+}
+
+const STEP_HINTS: [RegExp, (f: SetupFailure) => string][] = [
+  [/^namespaces\.clone$/, (f) => explainUsernsFailure(f.errno, false, false)],
+  [/^userns\./, () => 'the kernel refused the uid/gid map; see `clawjail doctor`'],
+  [/^mount\.bind_source$/, (f) => (f.errno === 13 ? `the caller cannot read ${f.path}; bind something it can read` : `check that ${f.path} exists`)],
+  [/^mount\.proc$/, () => 'the kernel refuses a fresh /proc when the visible /proc is partly masked (containers do this); run with an unmasked /proc (docker: --security-opt systempaths=unconfined)'],
+  [/^mount\./, () => 'the mount namespace could not be built as planned; run with --log-level debug and report the step'],
+  [/^landlock\./, () => 'landlock refused the ruleset; set landlock.mode: off to run without it, or report the step'],
+  [/^seccomp\./, () => 'the kernel refused the seccomp filter; set seccomp.mode: off to run without it, or report the step'],
+  [/^net\.service_bind$/, () => 'a service port is already in use inside the sandbox'],
+  [/^cgroup\./, () => 'the cgroup could not be joined; set limits.cgroup.mode: off'],
+  [/^plan\./, () => 'clawjail-init rejected the plan: the addon and the TypeScript build are out of step; reinstall clawjail'],
+  [/^monitor\.parent$/, () => 'the supervisor exited while the sandbox was starting'],
+  [/^services\./, () => 'a sandbox service could not start; see the log'],
+  [/^spawn$/, () => 'clawjail-init could not be started; run `npm run build:native` in the clawjail package'],
+];
+
+function failureToError(f: SetupFailure | { step: 'exit'; code: number | null; signal: string | null }, command: string[], plan: LaunchPlan): ClawjailError {
+  if (f.step === 'exit') {
+    const how = 'code' in f && f.signal ? `was killed by ${f.signal}` : `exited with code ${'code' in f ? f.code : '?'}`;
+    return new ClawjailError('ERR_CLAWJAIL_SETUP', `the sandbox ${how} before the command started`, { hint: 'run with --log-level debug; if it was killed from outside, nothing is wrong with clawjail', step: 'exit' });
+  }
+  const sf = f as SetupFailure;
+  if (sf.step === 'exec') {
+    const cmd = command[0]!;
+    if (sf.errno === 2) {
+      const onHost = findOnHost(cmd);
+      return new ClawjailError('ERR_CLAWJAIL_NOT_FOUND', `command not found inside the sandbox: ${cmd}`, {
+        exitCode: 127,
+        errno: sf.errno,
+        step: 'exec',
+        path: cmd,
+        hint: onHost
+          ? `${cmd} exists on the host at ${onHost} but that path is not mounted in the sandbox; add --ro ${posix.dirname(onHost)}`
+          : `it exists neither inside nor on the host's PATH; check the name (inside PATH=${pathOf(plan)})`,
+      });
+    }
+    return new ClawjailError('ERR_CLAWJAIL_NOT_EXECUTABLE', `cannot execute ${cmd} inside the sandbox: ${errnoText(sf.errno)}`, {
+      exitCode: 126,
+      errno: sf.errno,
+      step: 'exec',
+      path: cmd,
+      hint: 'check that it is an executable file for this machine, and that landlock allows executing it (only read-only system paths, /sandbox and /tmp are executable)',
+    });
+  }
+  const hint = STEP_HINTS.find(([re]) => re.test(sf.step))?.[1](sf) ?? 'run with --log-level debug';
+  const where = sf.path ? ` (${sf.path})` : '';
+  const detail = sf.detail ? `: ${sf.detail}` : '';
+  return new ClawjailError(sf.errno ? errnoName(sf.errno) : 'ERR_CLAWJAIL_SETUP', `sandbox setup failed at ${sf.step}${where}: ${sf.errno ? errnoText(sf.errno) : 'failed'}${detail}`, {
+    errno: sf.errno,
+    step: sf.step,
+    syscall: sf.step.split('.').pop()!,
+    path: sf.path,
+    hint,
+  });
+}
+
+function pathOf(plan: LaunchPlan): string {
+  return plan.native.workload.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '';
+}
+
+function findOnHost(cmd: string): string | undefined {
+  if (cmd.includes('/')) return inspectHostPath(cmd).kind !== 'missing' ? cmd : undefined;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (!dir) continue;
+    const p = join(dir, cmd);
+    if (inspectHostPath(p).kind !== 'missing') return p;
+  }
+  return undefined;
+}
+
+async function publishPorts(plan: LaunchPlan, channel: InitChannel, cleanups: (() => void | Promise<void>)[]) {
+  const out: { hostAddress: string; hostPort: number; port: number }[] = [];
+  for (const p of plan.publish) {
+    const server = net.createServer((client) => {
+      client.pause();
+      channel.connect(p.port).then(
+        (inner) => {
+          client.pipe(inner).pipe(client);
+          client.resume();
+          const end = () => {
+            client.destroy();
+            inner.destroy();
+          };
+          client.on('error', end);
+          inner.on('error', end);
+          client.on('close', end);
+          inner.on('close', end);
+        },
+        () => client.destroy(),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new ClawjailError(e.code ?? 'ERR_CLAWJAIL_SERVICE', `cannot publish ${p.hostAddress}:${p.hostPort} → ${p.port}: ${e.code ?? e.message}`, { hint: 'choose another host port (--publish HOSTPORT:PORT)' })),
+      );
+      server.listen(p.hostPort, p.hostAddress, () => resolve());
+    });
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const addr = server.address() as net.AddressInfo;
+    out.push({ hostAddress: p.hostAddress, hostPort: addr.port, port: p.port });
+  }
+  return out;
+}
+
+export type { AuditEvent, AuditSink };

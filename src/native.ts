@@ -1,0 +1,74 @@
+import { accessSync, constants } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { ClawjailError } from './errors.js';
+import { packageRoot } from './paths.js';
+
+export interface NativeProbe {
+  kernelRelease: string;
+  machine: string;
+  landlockAbi: number;
+  landlockErrno: number;
+  seccompMode: number;
+  seccompErrno: number;
+  usernsErrno?: number;
+  uid: number;
+  gid: number;
+  euid: number;
+  pid: number;
+  rlimits: Record<string, { soft: number | 'unlimited'; hard: number | 'unlimited' }>;
+}
+
+export interface NativeChannel {
+  send(data: Buffer, fds?: number[]): void;
+  close(): void;
+}
+
+export interface Addon {
+  probe(options?: { skipUserns?: boolean }): NativeProbe;
+  socketpair(): [number, number];
+  closeFd(fd: number): void;
+  Channel: new (fd: number, onMessage: (data: Buffer | null, fds: number[]) => void) => NativeChannel;
+}
+
+let cached: Addon | undefined;
+
+/** The addon, loaded prebuilt-first then from build/ (node-gyp-build). */
+export function addon(): Addon {
+  if (cached) return cached;
+  try {
+    const load = createRequire(import.meta.url)('node-gyp-build') as (dir: string) => Addon;
+    cached = load(packageRoot);
+  } catch (e) {
+    throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot load clawjail's native addon: ${(e as Error).message.split('\n')[0]}`, {
+      hint: 'run `npm install` (or `npm run build:native`) in the clawjail package; it needs g++, make and python3',
+      cause: e,
+    });
+  }
+  return cached;
+}
+
+let helper: string | undefined;
+
+/** Path of the clawjail-init executable that sits next to the addon. */
+export function helperPath(): string {
+  if (helper) return helper;
+  const candidates = [
+    process.env.CLAWJAIL_INIT_PATH,
+    join(packageRoot, 'prebuilds', `linux-${process.arch}`, 'clawjail-init'),
+    join(packageRoot, 'build', 'Release', 'clawjail-init'),
+    join(packageRoot, 'build', 'Debug', 'clawjail-init'),
+  ].filter((p): p is string => !!p);
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      helper = c;
+      return c;
+    } catch {
+      // next candidate
+    }
+  }
+  throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot find the clawjail-init helper (looked in ${candidates.join(', ')})`, {
+    hint: 'run `npm install` (or `npm run build:native`) in the clawjail package',
+  });
+}

@@ -1,0 +1,55 @@
+import { lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+
+/** What a host path is, gathered before planning so the planner itself stays pure. */
+export interface PathFact {
+  /** Kind of the path itself (a symlink is reported as such). */
+  kind: 'dir' | 'file' | 'symlink' | 'missing' | 'other';
+  /** readlink() text when kind is symlink. */
+  link?: string;
+  /** realpath() when the path resolves. */
+  real?: string;
+  /** Kind of what the path resolves to. */
+  realKind?: 'dir' | 'file' | 'other';
+  uid?: number;
+}
+
+export type PathFacts = Record<string, PathFact>;
+
+export function expandHome(p: string, home = homedir()): string {
+  if (p === '~') return home;
+  if (p.startsWith('~/')) return home + p.slice(1);
+  return p;
+}
+
+function kindOf(st: { isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean }): PathFact['kind'] {
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isDirectory()) return 'dir';
+  if (st.isFile()) return 'file';
+  return 'other';
+}
+
+export function inspectHostPath(path: string): PathFact {
+  let fact: PathFact;
+  try {
+    const st = lstatSync(path);
+    fact = { kind: kindOf(st), uid: st.uid };
+  } catch {
+    return { kind: 'missing' };
+  }
+  if (fact.kind === 'symlink') fact.link = readlinkSync(path);
+  try {
+    fact.real = realpathSync(path);
+    const rk = kindOf(statSync(fact.real));
+    fact.realKind = rk === 'symlink' || rk === 'missing' ? 'other' : rk;
+  } catch {
+    // dangling symlink: real stays undefined
+  }
+  return fact;
+}
+
+export function inspectHostPaths(paths: Iterable<string>): PathFacts {
+  const out: PathFacts = {};
+  for (const p of paths) out[p] = inspectHostPath(p);
+  return out;
+}

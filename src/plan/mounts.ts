@@ -1,0 +1,165 @@
+import { posix } from 'node:path';
+import { ClawjailError } from '../errors.js';
+import type { Bind, Profile } from '../profile/schema.js';
+import type { PathFacts } from './host-paths.js';
+import type { NativeMount } from './types.js';
+
+/**
+ * The mount list, in the order the helper carries it out:
+ *   1. host system paths read-only (symlinks such as /bin -> usr/bin reproduced as links)
+ *   2. generated /etc files (hosts, resolv.conf, passwd, group) over the read-only /etc
+ *   3. fresh /proc, minimal /dev, /tmp tmpfs, /run/clawjail
+ *   4. /sandbox read-write
+ *   5. extra binds, parents before children (so a read-only file can sit inside /sandbox)
+ * Nothing else of the host exists inside.
+ */
+export interface MountInput {
+  profile: Profile;
+  sandboxHostDir: string;
+  /** lstat/realpath facts for system paths, generated-file targets and bind sources (expanded). */
+  facts: PathFacts;
+  /** Bind sources after ~ expansion, keyed by the profile's text. */
+  expand: (p: string) => string;
+  tmpSizeBytes: number;
+  sandboxUser: { uid: number; gid: number };
+}
+
+export interface ResolvedBind {
+  src: string;
+  resolved: string;
+  dest: string;
+  readonly: boolean;
+  landlock: boolean;
+  isDir: boolean;
+}
+
+export interface MountResult {
+  mounts: NativeMount[];
+  binds: ResolvedBind[];
+  /** Inside paths the workload sees read-only / read-write (for landlock). */
+  readOnlyPaths: string[];
+  readWritePaths: string[];
+  warnings: string[];
+}
+
+export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+export const RESERVED_DESTS = ['/proc', '/dev', '/run/clawjail'];
+export const GENERATED_ETC = ['/etc/hosts', '/etc/resolv.conf', '/etc/passwd', '/etc/group'];
+
+export function buildMounts(input: MountInput): MountResult {
+  const { profile, facts } = input;
+  const mounts: NativeMount[] = [];
+  const warnings: string[] = [];
+  const readOnlyPaths: string[] = [];
+  const readWritePaths: string[] = [];
+
+  for (const path of profile.filesystem.system) {
+    const f = facts[path];
+    if (!f || f.kind === 'missing') continue;
+    if (f.kind === 'symlink') {
+      mounts.push({ op: 'symlink', dest: path, target: f.link! });
+    } else if (f.kind === 'dir' || f.kind === 'file') {
+      mounts.push({ op: 'bind', src: path, dest: path, readonly: true });
+      readOnlyPaths.push(path);
+    }
+  }
+
+  const etcMounted = readOnlyPaths.some((p) => p === '/etc');
+  if (etcMounted) {
+    for (const [dest, content] of generatedEtc(profile, input.sandboxUser)) {
+      mounts.push({ op: 'file', dest: resolveInsideLink(dest, facts[dest]), content, mode: 0o444 });
+    }
+  }
+
+  mounts.push({ op: 'proc', dest: '/proc' });
+  mounts.push({ op: 'dev', dest: '/dev', devices: DEVICES });
+  mounts.push({ op: 'tmpfs', dest: '/tmp', size: input.tmpSizeBytes, mode: 0o1777 });
+  mounts.push({ op: 'dir', dest: '/run/clawjail', mode: 0o755 });
+  mounts.push({ op: 'bind', src: input.sandboxHostDir, dest: '/sandbox', dirOnly: true });
+  readWritePaths.push('/sandbox', '/tmp', '/dev/shm');
+
+  const binds = resolveBinds(input, warnings);
+  for (const b of binds) {
+    mounts.push({ op: 'bind', src: b.resolved, dest: b.dest, readonly: b.readonly });
+    if (!b.landlock) continue;
+    (b.readonly ? readOnlyPaths : readWritePaths).push(b.dest);
+  }
+  return { mounts, binds, readOnlyPaths, readWritePaths, warnings };
+}
+
+/** Validates and orders the extra binds; refuses rather than guesses. */
+export function resolveBinds(input: MountInput, warnings: string[]): ResolvedBind[] {
+  const out: ResolvedBind[] = [];
+  const all: [Bind, boolean][] = [
+    ...input.profile.filesystem.ro.map((b): [Bind, boolean] => [b, true]),
+    ...input.profile.filesystem.rw.map((b): [Bind, boolean] => [b, false]),
+  ];
+  for (const [b, readonly] of all) {
+    const src = input.expand(b.src);
+    const dest = posix.normalize(b.dest ?? src);
+    const flag = readonly ? '--ro' : '--rw';
+    if (dest === '/') {
+      throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `${flag} ${b.src}: binding over / is refused`, {
+        hint: 'bind the directories you need at their own paths instead',
+      });
+    }
+    for (const reserved of RESERVED_DESTS) {
+      if (dest === reserved || dest.startsWith(reserved + '/')) {
+        throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `${flag} ${b.src}:${dest}: binding over ${reserved} is refused (clawjail builds it)`, {
+          hint: 'choose another destination inside the sandbox',
+        });
+      }
+    }
+    const f = input.facts[src];
+    if (!f || f.kind === 'missing' || !f.real) {
+      if (b.optional) {
+        warnings.push(`${flag} ${src}: source does not exist; skipped (optional)`);
+        continue;
+      }
+      throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `${flag} ${src}: the source does not exist on the host${f?.kind === 'symlink' ? ` (it is a dangling symlink to ${f.link})` : ''}`, {
+        hint: 'create it, fix the path, or mark the bind optional',
+        path: src,
+      });
+    }
+    if (f.real !== src) warnings.push(`${flag} ${src}: resolves to ${f.real} (a symlink is on the way); binding ${f.real}`);
+    out.push({ src, resolved: f.real, dest, readonly, landlock: b.landlock, isDir: f.realKind === 'dir' });
+  }
+  // Parents before children; equal depth keeps profile order.
+  return out
+    .map((b, i) => ({ b, i }))
+    .sort((x, y) => depth(x.b.dest) - depth(y.b.dest) || x.i - y.i)
+    .map((x) => x.b);
+}
+
+const depth = (p: string): number => p.split('/').filter(Boolean).length;
+
+/** A generated file replaces what the host path points to; an absolute link lands inside. */
+function resolveInsideLink(dest: string, fact: PathFacts[string] | undefined): string {
+  if (!fact || fact.kind !== 'symlink' || !fact.link) return dest;
+  return posix.normalize(fact.link.startsWith('/') ? fact.link : posix.join(posix.dirname(dest), fact.link));
+}
+
+function generatedEtc(profile: Profile, user: { uid: number; gid: number }): [string, string][] {
+  const host = profile.process.hostname;
+  return [
+    ['/etc/hosts', `127.0.0.1\tlocalhost inference.local\n::1\tlocalhost\n127.0.1.1\t${host}\n`],
+    [
+      '/etc/resolv.conf',
+      '# clawjail: there is no resolver inside the sandbox. Names are resolved by the egress proxy\n# (HTTP_PROXY / HTTPS_PROXY); direct DNS queries fail at once.\noptions attempts:1 timeout:1\n',
+    ],
+    [
+      '/etc/passwd',
+      `root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:${user.uid}:${user.gid}:clawjail sandbox:/sandbox:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
+    ],
+    ['/etc/group', `root:x:0:\nsandbox:x:${user.gid}:\nnogroup:x:65534:\n`],
+  ];
+}
+
+/** Bytes from "256m", "2g", "1.5g", or a number. */
+export function parseSize(v: string | number): number {
+  if (typeof v === 'number') return v;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgKMG]?)$/.exec(v.trim());
+  if (!m) throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `bad size '${v}'`, { hint: 'use a byte count or a number with k, m or g' });
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Math.floor(Number(m[1]) * mult);
+}

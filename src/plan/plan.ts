@@ -1,0 +1,256 @@
+import { posix } from 'node:path';
+import { ClawjailError } from '../errors.js';
+import type { HostFacts } from '../host/probe.js';
+import type { Profile } from '../profile/schema.js';
+import { buildEnv, PATH_CANDIDATES } from './env.js';
+import type { PathFacts } from './host-paths.js';
+import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
+import { buildRlimits } from './limits.js';
+import { buildMounts, DEVICES, parseSize, type ResolvedBind } from './mounts.js';
+import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
+
+export const EGRESS_PORT = 3128;
+export const INFERENCE_PORT = 3129;
+export const INFERENCE_SOCKET = '/run/clawjail/inference.sock';
+
+export interface SeccompCompiler {
+  (config: Profile['seccomp'], arch: string): { program: Buffer; instructions: number; detail?: string };
+}
+
+export interface BuildPlanInput {
+  profile: Profile;
+  host: HostFacts;
+  pathFacts: PathFacts;
+  command: string[];
+  name: string;
+  supervisorPid: number;
+  sandboxDir: { host: string; ephemeral: boolean };
+  hostEnv: Record<string, string | undefined>;
+  expand: (p: string) => string;
+  /** Where this sandbox's cgroup would be created (from the host facts), if anywhere. */
+  cgroupDir?: string;
+  compileSeccomp?: SeccompCompiler;
+}
+
+export interface LaunchPlan {
+  name: string;
+  native: NativePlan;
+  sandboxDir: { host: string; ephemeral: boolean };
+  services: { egress?: { port: number }; inference?: { port: number; socket: string } };
+  publish: Profile['publish'];
+  cgroup: { dir: string; settings: Record<string, string>; mode: 'required' | 'best-effort' } | null;
+  binds: ResolvedBind[];
+  report: EnforcementReport;
+  warnings: string[];
+}
+
+/**
+ * Step 3 of the launch, and pure: (profile, host facts, prepared dirs) → the plan, or an error
+ * naming the required layer this host cannot provide. No I/O happens here.
+ */
+export function buildPlan(input: BuildPlanInput): LaunchPlan {
+  const { profile, host } = input;
+  const warnings: string[] = [];
+  const layers: LayerReport[] = [];
+
+  if (host.userns.available === false) {
+    throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', `cannot create the sandbox: user namespaces are unavailable (${host.userns.reason})`, {
+      hint: 'clawjail needs user namespaces; see `clawjail doctor` for this host',
+      step: 'namespaces.clone',
+      ...(host.userns.errno !== undefined ? { errno: host.userns.errno } : {}),
+    });
+  }
+  const identity = buildIdentity(profile, host);
+  layers.push({ layer: 'namespaces', status: 'enforced', detail: 'user, mount, pid, net, ipc, uts, cgroup' });
+  layers.push({
+    layer: 'identity',
+    status: 'enforced',
+    detail: `uid ${identity.uid} inside = host uid ${identity.hostUid}${host.isRoot ? ' (dedicated uid for a root caller)' : ' (the caller\'s own)'}; host root is not mapped`,
+  });
+
+  const mountResult = buildMounts({
+    profile,
+    sandboxHostDir: input.sandboxDir.host,
+    facts: input.pathFacts,
+    expand: input.expand,
+    tmpSizeBytes: parseSize(profile.filesystem.tmpSize),
+    sandboxUser: { uid: identity.uid, gid: identity.gid },
+  });
+  warnings.push(...mountResult.warnings);
+  layers.push({
+    layer: 'filesystem',
+    status: 'enforced',
+    detail: `read-only ${mountResult.readOnlyPaths.join(' ')}; writable /sandbox (${input.sandboxDir.ephemeral ? 'temporary' : input.sandboxDir.host}), /tmp (${profile.filesystem.tmpSize})${mountResult.binds.filter((b) => !b.readonly).map((b) => `, ${b.dest}`).join('')}`,
+  });
+
+  const services: LaunchPlan['services'] = {};
+  const nativeServices: NativeService[] = [];
+  if (profile.network.mode === 'proxy') {
+    services.egress = { port: EGRESS_PORT };
+    nativeServices.push({ name: 'egress', kind: 'tcp', port: EGRESS_PORT });
+  }
+  if (profile.inference.routes.length > 0) {
+    services.inference = { port: INFERENCE_PORT, socket: INFERENCE_SOCKET };
+    nativeServices.push({ name: 'inference', kind: 'tcp', port: INFERENCE_PORT });
+    nativeServices.push({ name: 'inference.sock', kind: 'unix', path: INFERENCE_SOCKET });
+  }
+  layers.push(
+    profile.network.mode === 'proxy'
+      ? { layer: 'network', status: 'enforced', detail: `own network namespace (lo only); egress only through the allowlist proxy at 127.0.0.1:${EGRESS_PORT}` }
+      : { layer: 'network', status: 'enforced', detail: 'own network namespace (lo only); no egress' },
+  );
+  layers.push(
+    services.inference
+      ? { layer: 'inference', status: 'enforced', detail: `${profile.inference.routes.length} route(s) at 127.0.0.1:${INFERENCE_PORT} and ${INFERENCE_SOCKET}; credentials stay outside` }
+      : { layer: 'inference', status: 'off', detail: 'no inference routes' },
+  );
+
+  // Landlock
+  let landlock: NativePlan['workload']['landlock'] = null;
+  const ll = profile.landlock;
+  if (ll.mode === 'off') {
+    layers.push({ layer: 'landlock', status: 'off', detail: 'landlock.mode is off' });
+  } else {
+    const abi = Math.min(host.landlock.abi, ll.maxAbi ?? Number.MAX_SAFE_INTEGER);
+    const reason = host.landlock.abi === 0 ? host.landlock.reason : abi === 0 ? 'landlock.maxAbi is 0' : undefined;
+    const request = buildLandlockRequest({
+      readOnly: ['/proc', ...(mountResult.readOnlyPaths.includes('/etc') ? ['/etc'] : [])],
+      readExec: [...mountResult.readOnlyPaths.filter((p) => p !== '/etc'), ...ll.readOnly],
+      readWrite: [...mountResult.readWritePaths, ...ll.readWrite],
+      devices: [...DEVICES.map((d) => `/dev/${d}`), '/dev/pts'],
+      connectPorts: [...nativeServices.filter((s) => s.kind === 'tcp').map((s) => s.port!), ...ll.connectPorts],
+      bindPorts: ll.bindPorts,
+      logDenials: ll.logDenials,
+    });
+    const d = downgradeLandlock(abi, request);
+    if (ll.maxAbi !== undefined && ll.maxAbi < host.landlock.abi) d.missing.push(`(capped at ABI ${ll.maxAbi} by landlock.maxAbi; host has ${host.landlock.abi})`);
+    const report = describeLandlock(d, ll.mode, reason);
+    if (ll.mode === 'required' && d.status !== 'enforced') {
+      throw new ClawjailError(
+        'ERR_CLAWJAIL_LAYER_REQUIRED',
+        `landlock is required but ${d.status === 'unavailable' ? `unavailable: ${reason}` : `only partly enforceable at ABI ${d.abi}: missing ${d.missing.join(', ')}`}`,
+        { hint: 'run on a kernel with a newer landlock ABI, or set landlock.mode: best-effort to run with what this host offers', step: 'landlock' },
+      );
+    }
+    if (d.status !== 'enforced') warnings.push(`landlock ${d.status}: ${report.detail}`);
+    landlock = d.ruleset;
+    layers.push(report);
+  }
+
+  // Seccomp
+  let seccomp: NativePlan['workload']['seccomp'] = null;
+  if (profile.seccomp.mode === 'off') {
+    layers.push({ layer: 'seccomp', status: 'off', detail: 'seccomp.mode is off' });
+  } else if (!host.seccomp.available) {
+    throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', `seccomp is required (seccomp.mode: ${profile.seccomp.mode}) but unavailable: ${host.seccomp.reason}`, {
+      hint: 'use a kernel with CONFIG_SECCOMP_FILTER, or set seccomp.mode: off',
+      step: 'seccomp',
+    });
+  } else if (!input.compileSeccomp) {
+    throw new ClawjailError('ERR_CLAWJAIL_PLAN', 'no seccomp compiler was supplied to buildPlan', { hint: 'this is a bug in the caller of buildPlan' });
+  } else {
+    const compiled = input.compileSeccomp(profile.seccomp, host.arch);
+    seccomp = { program: compiled.program.toString('base64') };
+    layers.push({
+      layer: 'seccomp',
+      status: 'enforced',
+      detail: `${profile.seccomp.mode === 'log' ? 'log mode (denials allowed and logged)' : 'denylist enforced'}; ${compiled.instructions} BPF instructions for ${host.arch}${compiled.detail ? `; ${compiled.detail}` : ''}`,
+    });
+  }
+
+  // Resource limits
+  // Clamping to the host's hard limit only ever tightens a limit, so it is reported, not warned.
+  const { rlimits, notes } = buildRlimits(profile.limits.rlimits, host.rlimits);
+  layers.push({
+    layer: 'rlimits',
+    status: rlimits.length ? 'enforced' : 'off',
+    detail: (rlimits.length ? rlimits.map((r) => `${r.resource}=${r.soft === r.hard ? r.soft : `${r.soft}/${r.hard}`}`).join(' ') : 'none requested') + (notes.length ? ` (${notes.join('; ')})` : ''),
+  });
+  const cgroup = planCgroup(profile, host, input.cgroupDir, layers, warnings);
+
+  const pathDirs = PATH_CANDIDATES.filter((d) => isVisibleInside(d, mountResult.readOnlyPaths, profile, input.pathFacts));
+  const env = buildEnv({
+    hostEnv: input.hostEnv,
+    pathDirs,
+    pass: profile.env.pass,
+    set: profile.env.set,
+    ...(services.egress ? { proxyPort: services.egress.port } : {}),
+    ...(services.inference ? { inference: services.inference } : {}),
+    sandboxName: input.name,
+  });
+
+  const native: NativePlan = {
+    version: 1,
+    supervisorPid: input.supervisorPid,
+    hostname: profile.process.hostname,
+    namespaces: ['user', 'mount', 'pid', 'net', 'ipc', 'uts', 'cgroup'],
+    identity,
+    mounts: mountResult.mounts,
+    services: nativeServices,
+    cgroupProcs: cgroup ? posix.join(cgroup.dir, 'cgroup.procs') : null,
+    workload: {
+      argv: input.command,
+      env,
+      cwd: profile.process.cwd,
+      newSession: !profile.process.tty,
+      rlimits,
+      keepFds: [],
+      landlock,
+      seccomp,
+    },
+  };
+  return {
+    name: input.name,
+    native,
+    sandboxDir: input.sandboxDir,
+    services,
+    publish: profile.publish,
+    cgroup,
+    binds: mountResult.binds,
+    report: { sandbox: input.name, layers },
+    warnings,
+  };
+}
+
+export function buildIdentity(profile: Profile, host: HostFacts): NativeIdentity {
+  if (host.isRoot) {
+    const { uid, gid } = profile.identity;
+    return { uid, gid, hostUid: uid, hostGid: gid, dropSupplementaryGroups: true };
+  }
+  return { uid: host.uid, gid: host.gid, hostUid: host.uid, hostGid: host.gid, dropSupplementaryGroups: false };
+}
+
+/** A PATH entry is kept when it lies under (or is a link to) a read-only system path. */
+function isVisibleInside(dir: string, roPaths: string[], profile: Profile, facts: PathFacts): boolean {
+  if (roPaths.some((p) => dir === p || dir.startsWith(p + '/'))) return true;
+  const f = facts[dir];
+  return profile.filesystem.system.includes(dir) && f?.kind === 'symlink';
+}
+
+function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, layers: LayerReport[], warnings: string[]): LaunchPlan['cgroup'] {
+  const c = profile.limits.cgroup;
+  const settings: Record<string, string> = {};
+  if (c.memoryMax !== undefined) settings['memory.max'] = String(parseSize(c.memoryMax));
+  if (c.pidsMax !== undefined) settings['pids.max'] = String(c.pidsMax);
+  if (c.cpuMax !== undefined) settings['cpu.max'] = `${Math.round(c.cpuMax * 100000)} 100000`;
+  if (c.mode === 'off' || Object.keys(settings).length === 0) {
+    layers.push({ layer: 'cgroup', status: 'off', detail: c.mode === 'off' ? 'limits.cgroup.mode is off' : 'no cgroup limits requested' });
+    return null;
+  }
+  const needed = Object.keys(settings).map((k) => k.split('.')[0]!);
+  const missing = needed.filter((k) => !host.cgroup.controllers.includes(k));
+  const reason = !host.cgroup.dir || !dir ? host.cgroup.reason ?? 'cgroup v2 is not available' : !host.cgroup.writable ? host.cgroup.reason : missing.length ? `controller(s) ${missing.join(', ')} not available at ${host.cgroup.dir}` : undefined;
+  if (reason) {
+    if (c.mode === 'required') {
+      throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', `cgroup limits are required but unavailable: ${reason}`, {
+        hint: 'run clawjail where a cgroup v2 subtree is delegated to it (root, or systemd-run --user -p Delegate=yes), or set limits.cgroup.mode: best-effort',
+        step: 'cgroup',
+      });
+    }
+    warnings.push(`cgroup limits unavailable: ${reason}`);
+    layers.push({ layer: 'cgroup', status: 'unavailable', mode: c.mode, detail: reason, hint: 'rlimits still apply (nproc caps fork bombs)' });
+    return null;
+  }
+  layers.push({ layer: 'cgroup', status: 'enforced', mode: c.mode, detail: Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(' ') });
+  return { dir: dir!, settings, mode: c.mode };
+}

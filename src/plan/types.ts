@@ -1,0 +1,78 @@
+/** The plan the helper carries out: plain data, serialised as JSON on the helper's fd 3. */
+export type NativeMount =
+  | { op: 'bind'; src: string; dest: string; readonly?: boolean; noexec?: boolean; dirOnly?: boolean }
+  | { op: 'tmpfs'; dest: string; size?: number; mode?: number; noexec?: boolean }
+  | { op: 'proc'; dest: string }
+  | { op: 'mqueue'; dest: string }
+  | { op: 'dev'; dest: string; devices: string[] }
+  | { op: 'file'; dest: string; content: string; mode?: number }
+  | { op: 'dir'; dest: string; mode?: number }
+  | { op: 'symlink'; dest: string; target: string };
+
+export interface NativeService {
+  name: string;
+  kind: 'tcp' | 'unix';
+  port?: number;
+  path?: string;
+}
+
+export interface NativeIdentity {
+  uid: number;
+  gid: number;
+  hostUid: number;
+  hostGid: number;
+  dropSupplementaryGroups: boolean;
+}
+
+export interface NativeRlimit {
+  resource: string;
+  soft: number | 'infinity';
+  hard: number | 'infinity';
+}
+
+export interface NativeLandlock {
+  abi: number;
+  handledFs: number;
+  handledNet: number;
+  scoped: number;
+  restrictFlags: number;
+  rules: { path: string; access: number }[];
+  netRules: { port: number; access: number }[];
+}
+
+export interface NativePlan {
+  version: 1;
+  supervisorPid: number;
+  hostname: string;
+  namespaces: ('user' | 'mount' | 'pid' | 'net' | 'ipc' | 'uts' | 'cgroup')[];
+  identity: NativeIdentity;
+  mounts: NativeMount[];
+  services: NativeService[];
+  cgroupProcs: string | null;
+  workload: {
+    argv: string[];
+    env: string[];
+    cwd: string;
+    newSession: boolean;
+    rlimits: NativeRlimit[];
+    keepFds: number[];
+    landlock: NativeLandlock | null;
+    seccomp: { program: string } | null;
+  };
+}
+
+export type LayerStatus = 'enforced' | 'partial' | 'unavailable' | 'off';
+
+export interface LayerReport {
+  layer: string;
+  status: LayerStatus;
+  mode?: 'required' | 'best-effort';
+  detail: string;
+  /** What the user can do when the layer is degraded. */
+  hint?: string;
+}
+
+export interface EnforcementReport {
+  sandbox: string;
+  layers: LayerReport[];
+}

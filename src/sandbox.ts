@@ -1,0 +1,76 @@
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import type { AuditEvent } from './log.js';
+import type { LaunchPlan } from './plan/plan.js';
+import type { EnforcementReport } from './plan/types.js';
+import type { InitChannel } from './services/channel.js';
+
+export interface ExitStatus {
+  /** Exit code of the workload, or null when a signal ended it. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** One number, as a shell reports it: the code, or 128 + the signal number. */
+  status: number;
+}
+
+/**
+ * A running sandbox. Events: `audit` (AuditEvent), `exit` (ExitStatus), `warning` (string).
+ * `pid` is the host pid of the sandbox's monitor process; signals sent with kill() reach the
+ * workload.
+ */
+export class Sandbox extends EventEmitter {
+  readonly name: string;
+  readonly pid: number;
+  readonly report: EnforcementReport;
+  readonly plan: LaunchPlan;
+  /** Host ports published into the sandbox (hostPort is the bound one when 0 was asked). */
+  readonly published: { hostAddress: string; hostPort: number; port: number }[];
+  readonly exited: Promise<ExitStatus>;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  /** Where the workload's /sandbox lives on the host (removed at exit when temporary). */
+  readonly sandboxDir: string;
+  private readonly child: ChildProcess;
+  private readonly channel: InitChannel;
+
+  /** @internal */
+  constructor(init: {
+    plan: LaunchPlan;
+    child: ChildProcess;
+    channel: InitChannel;
+    exited: Promise<ExitStatus>;
+    published: { hostAddress: string; hostPort: number; port: number }[];
+  }) {
+    super();
+    this.plan = init.plan;
+    this.name = init.plan.name;
+    this.report = init.plan.report;
+    this.child = init.child;
+    this.pid = init.child.pid!;
+    this.channel = init.channel;
+    this.exited = init.exited;
+    this.published = init.published;
+    this.sandboxDir = init.plan.sandboxDir.host;
+    this.stdin = init.child.stdin;
+    this.stdout = init.child.stdout;
+    this.stderr = init.child.stderr;
+  }
+
+  /** Sends a signal to the workload (through the monitor and the sandbox's init). */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    return this.child.kill(signal);
+  }
+
+  /** A TCP connection to 127.0.0.1:port inside the sandbox. */
+  connect(port: number): Promise<net.Socket> {
+    return this.channel.connect(port);
+  }
+
+  /** @internal */
+  emitAudit(event: AuditEvent): void {
+    this.emit('audit', event);
+  }
+}
