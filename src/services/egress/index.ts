@@ -1,0 +1,12 @@
+export { createEgressProxy, DEFAULT_EGRESS_LIMITS } from './proxy.js';
+export type { EgressProxy, EgressProxyOptions, EgressLimits, EgressRefusalReason, ListenTarget, Resolver } from './proxy.js';
+export { createApprovalBroker } from './approvals.js';
+export type { ApprovalBroker, ApprovalBrokerOptions, ApprovalOutcome, ApprovalRequest, ApprovalVerdict, DecideResult, PendingApproval } from './approvals.js';
+export { matchEgress, pathMatches } from './policy.js';
+export type { EgressAction, EgressDecision, EgressReason, EgressRequest } from './policy.js';
+export { classifyIp, parseIp, parseCidr, formatIp, cidrContains } from './ip.js';
+export type { Ip, Cidr, IpClass } from './ip.js';
+export { parseHostPattern, normalizeHostname } from './host.js';
+export { scanClientHello, checkTunnelStart, TLS_PORTS } from './sni.js';
+export { parseConnectTarget, parseProxyRequestUrl } from './target.js';
+export { addAllowRuleToProfile, createProfileRulePersister } from './persist.js';

@@ -1,0 +1,615 @@
+import dns from 'node:dns';
+import http from 'node:http';
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { AuditSink } from '../../log.js';
+import type { AllowRule, NetworkConfig } from '../../profile/network.js';
+import type { ApprovalBroker } from './approvals.js';
+import { formatIp, parseIp } from './ip.js';
+import { matchEgress, type EgressDecision, type EgressReason, type EgressRequest } from './policy.js';
+import { checkTunnelStart, scanClientHello } from './sni.js';
+import { parseConnectTarget, parseProxyRequestUrl, type Target } from './target.js';
+
+/**
+ * The allowlist proxy: HTTP CONNECT tunnels and plain-HTTP forwarding (absolute-URI requests).
+ * It listens inside the sandbox (on an fd the sandbox's init created there) and connects out from
+ * the supervisor's network namespace, so it is the sandbox's only way out.
+ *
+ * Per connection: parse the target strictly → match the policy on the name, before any DNS query
+ * → (hold for approval) → resolve → match again on every address → connect to an address that
+ * passed (the one that was checked: no second lookup, no DNS-rebinding gap) → for tunnels, read
+ * the client's first bytes and check the TLS SNI before forwarding them.
+ */
+
+export type Resolver = (host: string) => Promise<{ address: string; family: 4 | 6 }[]>;
+
+/** The `X-Clawjail-Reason` of a refusal, and the `reason` of audit events. */
+export type EgressRefusalReason =
+  | Exclude<EgressReason, 'allowlisted' | 'approved'>
+  | 'sni-mismatch'
+  | 'approval-timeout'
+  | 'malformed'
+  | 'headers-too-large'
+  | 'header-timeout'
+  | 'resolve-failed'
+  | 'upstream-unreachable'
+  | 'unsupported';
+
+export interface EgressLimits {
+  /** Request line + headers; more → 431. */
+  maxHeaderBytes: number;
+  /** A client must finish its request headers within this (slowloris) → 408. */
+  headersTimeoutMs: number;
+  /** An open tunnel or forwarded request with no traffic either way is closed after this. */
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+  resolveTimeoutMs: number;
+  /** Client connections held at once; further ones are closed on accept. */
+  maxConnections: number;
+}
+
+export const DEFAULT_EGRESS_LIMITS: EgressLimits = {
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 10 * 60_000,
+  connectTimeoutMs: 10_000,
+  resolveTimeoutMs: 10_000,
+  maxConnections: 4096,
+};
+
+export interface EgressProxyOptions {
+  sandbox: string;
+  policy: NetworkConfig;
+  audit: AuditSink;
+  logger?: Logger;
+  /** Name → addresses. Default: the supervisor's getaddrinfo (dns.lookup). */
+  resolve?: Resolver;
+  /** Without a broker, destinations no rule allows are refused at once even if approvals are on. */
+  approvals?: ApprovalBroker;
+  /** Hosts served in-process, outside the policy (e.g. `inference.local` → the inference router). */
+  localHandlers?: Record<string, http.RequestListener>;
+  limits?: Partial<EgressLimits>;
+}
+
+export type ListenTarget = { fd: number } | { host: string; port: number };
+
+export interface EgressProxy {
+  listen(target: ListenTarget): Promise<void>;
+  /** The bound address (for a port-0 listen in tests). */
+  address(): net.AddressInfo | null;
+  /** Stops accepting, ends every tunnel and forwarded request, denies requests held for approval. */
+  close(): Promise<void>;
+  /** Replaces the policy for new connections; open tunnels are not re-checked. */
+  updatePolicy(policy: NetworkConfig): void;
+  readonly policy: NetworkConfig;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+};
+
+// TLS alert, fatal, access_denied: the client's TLS stack reports a clear handshake failure
+// where a bare close would look like a network fault.
+const TLS_ALERT_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x31]);
+
+const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+
+const defaultResolve: Resolver = async (host) => {
+  const found = await dns.promises.lookup(host, { all: true, verbatim: true, hints: dns.ADDRCONFIG });
+  return found.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
+};
+
+type Authorized = { ok: true; addresses: string[]; decision: EgressDecision };
+type Refused = { ok: false; status: number; reason: EgressRefusalReason; detail: string };
+
+interface Conn {
+  id: string;
+  via: 'connect' | 'http';
+  target: Target;
+  method?: string;
+  path?: string;
+}
+
+export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
+  const limits: EgressLimits = { ...DEFAULT_EGRESS_LIMITS, ...options.limits };
+  const resolve = options.resolve ?? defaultResolve;
+  const { audit, sandbox, approvals } = options;
+  const log = options.logger;
+  let policy = options.policy;
+  let nextId = 0;
+  const sockets = new Set<net.Socket>();
+  const closing = new AbortController();
+  const local = new Map<string, { listener: http.RequestListener; server: http.Server }>();
+  for (const [host, listener] of Object.entries(options.localHandlers ?? {})) {
+    // A CONNECT to a local host is served by handing the raw socket to an unbound HTTP server.
+    local.set(host.toLowerCase(), { listener, server: http.createServer(listener) });
+  }
+
+  approvals?.onRule((rule: AllowRule) => {
+    const host = rule.host.toLowerCase();
+    if (policy.allow.some((r) => r.host.toLowerCase() === host && !r.methods && !r.paths && rule.ports.every((p) => r.ports.includes(p)))) return;
+    policy = { ...policy, allow: [...policy.allow, rule] };
+  });
+
+  const server = http.createServer({
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: 0,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+    keepAliveTimeout: 5_000,
+    requireHostHeader: false,
+    noDelay: true,
+  });
+  server.maxConnections = limits.maxConnections;
+  server.on('connection', (s: net.Socket) => track(s));
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => void onRequest(req, res).catch((err: unknown) => internalError(err, res)));
+  server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) =>
+    void onConnect(req, socket, head).catch((err: unknown) => {
+      log?.error({ err }, 'egress proxy: CONNECT handler failed');
+      socket.destroy();
+    }),
+  );
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+    socket.on('error', () => socket.destroy());
+    refuseRaw(socket, 501, 'unsupported', 'clawjail: protocol upgrades over plain-HTTP forwarding are not supported; use CONNECT (wss://, or a proxy-aware client)\n');
+    emitDecision({ id: connId(), via: 'http', target: { host: '', hostIsIp: false, port: 0 } }, 'deny', 'unsupported', `Upgrade: ${String(req.headers.upgrade ?? '').slice(0, 40)}`);
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => onClientError(err, socket));
+  server.on('error', (err) => log?.error({ err }, 'egress proxy: server error'));
+
+  function track(s: net.Socket): void {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  }
+
+  function connId(): string {
+    return `e${(++nextId).toString(36)}`;
+  }
+
+  function emitDecision(conn: Conn, decision: 'allow' | 'deny' | 'hold', reason: string, detail: string, extra: Record<string, unknown> = {}): void {
+    audit.emit({
+      kind: 'egress.decision',
+      sandbox,
+      conn: conn.id,
+      via: conn.via,
+      host: conn.target.host,
+      port: conn.target.port,
+      ...(conn.method !== undefined ? { method: conn.method, path: conn.path } : {}),
+      decision,
+      reason,
+      detail,
+      ...extra,
+    });
+  }
+
+  function emitClose(conn: Conn, ip: string, upstream: net.Socket, started: number, error?: string): void {
+    audit.emit({
+      kind: 'egress.close',
+      sandbox,
+      conn: conn.id,
+      via: conn.via,
+      host: conn.target.host,
+      port: conn.target.port,
+      ip,
+      // Bytes on the upstream connection (HTTP headers included): in = from the destination.
+      bytesIn: upstream.bytesRead,
+      bytesOut: upstream.bytesWritten,
+      durationMs: Math.round(performance.now() - started),
+      ...(error ? { error } : {}),
+    });
+  }
+
+  async function authorize(conn: Conn, signal: AbortSignal): Promise<Authorized | Refused> {
+    const base: EgressRequest = { host: conn.target.host, port: conn.target.port };
+    if (conn.method !== undefined) {
+      base.method = conn.method;
+      if (conn.path !== undefined) base.path = conn.path;
+    }
+    const refuse = (status: number, reason: EgressRefusalReason, detail: string, d?: EgressDecision): Refused => {
+      emitDecision(conn, 'deny', reason, detail, d?.rule ? { rule: d.rule } : {});
+      return { ok: false, status, reason, detail };
+    };
+    let decision = matchEgress(policy, base);
+    let approved = false;
+    if (decision.action === 'ask') {
+      if (!approvals) return refuse(403, 'not-allowlisted', `${decision.detail} (approvals are on but nobody can answer)`, decision);
+      emitDecision(conn, 'hold', 'not-allowlisted', `${decision.detail}; waiting up to ${approvals.timeoutMs} ms for approval`);
+      const outcome = await approvals.request({ host: base.host, port: base.port, via: conn.via, ...(base.method ? { method: base.method, path: base.path ?? '/' } : {}) }, signal);
+      if (outcome.verdict === 'deny') {
+        if (outcome.reason === 'approval-timeout') return refuse(403, 'approval-timeout', `no answer within ${approvals.timeoutMs} ms`);
+        if (outcome.reason === 'approvals-full') return refuse(403, 'not-allowlisted', `${decision.detail} (too many requests already waiting for approval)`);
+        return refuse(403, 'denied', 'denied by the operator');
+      }
+      approved = true;
+      // The policy may have changed while waiting (a deny rule, an "always" rule).
+      decision = matchEgress(policy, { ...base, approved });
+    }
+    if (decision.action !== 'allow') return refuse(403, decision.reason as EgressRefusalReason, decision.detail, decision);
+
+    let addresses: string[];
+    if (conn.target.hostIsIp) {
+      addresses = [conn.target.host];
+    } else {
+      try {
+        const found = await withTimeout(resolve(conn.target.host), limits.resolveTimeoutMs, 'DNS lookup timed out');
+        addresses = found.map((a) => parseIp(a.address)).flatMap((ip) => (ip ? [formatIp(ip)] : []));
+      } catch (err) {
+        return refuse(502, 'resolve-failed', `cannot resolve ${conn.target.host}: ${errText(err)}`);
+      }
+      if (addresses.length === 0) return refuse(502, 'resolve-failed', `${conn.target.host} has no addresses`);
+    }
+    const allowed: string[] = [];
+    let allow: EgressDecision | undefined;
+    let refusal: EgressDecision | undefined;
+    for (const ip of addresses) {
+      const d = matchEgress(policy, { ...base, ip, approved });
+      if (d.action === 'allow') {
+        allowed.push(ip);
+        allow ??= d;
+      } else {
+        refusal ??= d;
+      }
+    }
+    if (!allow) {
+      const d = refusal as EgressDecision;
+      return refuse(403, d.reason as EgressRefusalReason, d.detail, d);
+    }
+    emitDecision(conn, 'allow', allow.reason, allow.detail, { ...(allow.rule ? { rule: allow.rule } : {}), ip: allowed[0], ...(allow.ipClass ? { ipClass: allow.ipClass } : {}) });
+    return { ok: true, addresses: allowed, decision: allow };
+  }
+
+  /** Tries each checked address in turn; never looks the name up again. */
+  async function connectFirst(addresses: string[], port: number): Promise<{ socket: net.Socket; ip: string }> {
+    let last: unknown;
+    for (const ip of addresses) {
+      if (closing.signal.aborted) break;
+      try {
+        const socket = await connectOne(ip, port);
+        return { socket, ip };
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last ?? new Error('proxy is closing');
+  }
+
+  function connectOne(ip: string, port: number): Promise<net.Socket> {
+    return new Promise((resolveConnect, reject) => {
+      const socket = net.connect({ host: ip, port, noDelay: true });
+      track(socket);
+      const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect to ${ip}:${port} timed out`), { code: 'ETIMEDOUT' })), limits.connectTimeoutMs);
+      const onError = (err: Error): void => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.removeListener('error', onError);
+        resolveConnect(socket);
+      });
+    });
+  }
+
+  /** Aborts when the client goes away or the proxy closes; dispose() before the socket is reused. */
+  function watchClient(socket: net.Socket): { signal: AbortSignal; dispose(): void } {
+    const ac = new AbortController();
+    const onClose = (): void => ac.abort();
+    socket.once('close', onClose);
+    closing.signal.addEventListener('abort', onClose, { once: true });
+    return {
+      signal: ac.signal,
+      dispose() {
+        socket.removeListener('close', onClose);
+        closing.signal.removeEventListener('abort', onClose);
+      },
+    };
+  }
+
+  async function authorizeWhileConnected(conn: Conn, socket: net.Socket): Promise<Authorized | Refused> {
+    const watch = watchClient(socket);
+    try {
+      return await authorize(conn, watch.signal);
+    } finally {
+      watch.dispose();
+    }
+  }
+
+  async function onConnect(req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
+    const started = performance.now();
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
+    const target = parseConnectTarget(req.url ?? '');
+    const conn: Conn = { id: connId(), via: 'connect', target: target ?? { host: '', hostIsIp: false, port: 0 } };
+    if (!target) {
+      const detail = `bad CONNECT target ${JSON.stringify((req.url ?? '').slice(0, 100))}; expected host:port`;
+      emitDecision(conn, 'deny', 'malformed', detail);
+      refuseRaw(socket, 400, 'malformed', `clawjail: ${detail}\n`);
+      return;
+    }
+    const handler = local.get(target.host);
+    if (handler && !target.hostIsIp) {
+      emitDecision(conn, 'allow', 'local', `${target.host} is served by the supervisor`);
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) socket.unshift(head);
+      handler.server.emit('connection', socket);
+      return;
+    }
+    const auth = await authorizeWhileConnected(conn, socket);
+    if (socket.destroyed) return;
+    if (!auth.ok) {
+      refuseRaw(socket, auth.status, auth.reason, refusalBody(target, auth));
+      return;
+    }
+    let upstream: { socket: net.Socket; ip: string };
+    try {
+      upstream = await connectFirst(auth.addresses, target.port);
+    } catch (err) {
+      const detail = `cannot connect to ${auth.addresses.join(', ')} port ${target.port}: ${errText(err)}`;
+      emitDecision(conn, 'deny', 'upstream-unreachable', detail, { ip: auth.addresses[0] });
+      refuseRaw(socket, 502, 'upstream-unreachable', refusalBody(target, { status: 502, reason: 'upstream-unreachable', detail }));
+      return;
+    }
+    if (socket.destroyed) {
+      upstream.socket.destroy();
+      return;
+    }
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    splice(conn, socket, upstream.socket, upstream.ip, head, auth.decision.allowMissingSni === true, started);
+  }
+
+    /**
+   * Joins client and upstream. Upstream → client flows at once (some protocols speak first);
+   * client → upstream waits until the first client bytes pass the SNI check.
+   */
+  function splice(conn: Conn, client: net.Socket, upstream: net.Socket, ip: string, head: Buffer, allowMissingSni: boolean, started: number): void {
+    let closed = 0;
+    let error: string | undefined;
+    const onClose = (): void => {
+      if (++closed === 2) emitClose(conn, ip, upstream, started, error);
+    };
+    client.once('close', (hadError) => {
+      onClose();
+      if (hadError) upstream.destroy();
+      else upstream.destroySoon();
+    });
+    upstream.once('close', (hadError) => {
+      onClose();
+      if (hadError) client.destroy();
+      else client.destroySoon();
+    });
+    upstream.on('error', (err) => {
+      error = errText(err);
+      client.destroy();
+    });
+    client.on('error', () => upstream.destroy());
+    client.setTimeout(limits.idleTimeoutMs, () => client.destroy());
+    upstream.setTimeout(limits.idleTimeoutMs, () => upstream.destroy());
+    upstream.pipe(client);
+
+    const chunks: Buffer[] = [];
+    let buffered = 0;
+    const inspect = (): void => {
+      const buf = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, buffered);
+      const scan = scanClientHello(buf);
+      if (scan.kind === 'need-more') return;
+      client.removeListener('data', onData);
+      const verdict = checkTunnelStart(scan, { host: conn.target.host, hostIsIp: conn.target.hostIsIp, port: conn.target.port, allowMissingSni });
+      if (!verdict.ok) {
+        error = verdict.reason;
+        emitDecision(conn, 'deny', verdict.reason, verdict.detail, { ip });
+        upstream.unpipe(client);
+        upstream.destroy();
+        if (scan.kind === 'client-hello' || scan.kind === 'malformed') client.end(TLS_ALERT_ACCESS_DENIED);
+        else client.end();
+        client.resume();
+        return;
+      }
+      upstream.write(buf);
+      client.pipe(upstream);
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      buffered += chunk.length;
+      inspect();
+    };
+    client.on('data', onData);
+    if (head.length > 0) onData(head);
+  }
+
+  async function onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const started = performance.now();
+    const target = parseProxyRequestUrl(req.url ?? '');
+    const method = req.method ?? 'GET';
+    const conn: Conn = { id: connId(), via: 'http', target: target ?? { host: '', hostIsIp: false, port: 0 }, method };
+    if (!target) {
+      const origin = (req.url ?? '').startsWith('/');
+      const detail = origin
+        ? `this is the clawjail egress proxy: send requests as absolute URIs (GET http://host/path) or use CONNECT; set HTTP_PROXY/HTTPS_PROXY to reach the network`
+        : `bad request target ${JSON.stringify((req.url ?? '').slice(0, 100))}; a proxy request needs an absolute http:// URL (https:// goes through CONNECT)`;
+      emitDecision(conn, 'deny', 'malformed', detail);
+      respond(res, 400, 'malformed', `clawjail: ${detail}\n`);
+      return;
+    }
+    conn.path = target.pathname;
+    const handler = local.get(target.host);
+    if (handler && !target.hostIsIp) {
+      emitDecision(conn, 'allow', 'local', `${target.host} is served by the supervisor`);
+      req.url = target.requestPath;
+      handler.listener(req, res);
+      return;
+    }
+    const auth = await authorizeWhileConnected(conn, req.socket);
+    if (res.destroyed || req.socket.destroyed) return;
+    if (!auth.ok) {
+      respond(res, auth.status, auth.reason, refusalBody(target, auth));
+      return;
+    }
+    let upstream: { socket: net.Socket; ip: string };
+    try {
+      upstream = await connectFirst(auth.addresses, target.port);
+    } catch (err) {
+      const detail = `cannot connect to ${auth.addresses.join(', ')} port ${target.port}: ${errText(err)}`;
+      emitDecision(conn, 'deny', 'upstream-unreachable', detail, { ip: auth.addresses[0] });
+      respond(res, 502, 'upstream-unreachable', refusalBody(target, { status: 502, reason: 'upstream-unreachable', detail }));
+      return;
+    }
+    const up = upstream.socket;
+    let error: string | undefined;
+    up.setTimeout(limits.idleTimeoutMs, () => up.destroy(new Error('idle timeout')));
+    up.once('close', () => emitClose(conn, upstream.ip, up, started, error));
+    const upReq = http.request({
+      createConnection: () => up,
+      method,
+      path: target.requestPath,
+      headers: forwardHeaders(req.rawHeaders, target.hostHeader),
+    });
+    upReq.on('response', (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, stripHopByHop(upRes.rawHeaders));
+      upRes.pipe(res);
+      upRes.on('error', () => res.destroy());
+    });
+    upReq.on('error', (err) => {
+      error = errText(err);
+      if (!res.headersSent) respond(res, 502, 'upstream-unreachable', refusalBody(target, { status: 502, reason: 'upstream-unreachable', detail: error }));
+      else res.destroy();
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) upReq.destroy();
+    });
+    req.pipe(upReq);
+  }
+
+  function onClientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, text]: [number, EgressRefusalReason, string] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'headers-too-large', `request headers larger than ${limits.maxHeaderBytes} bytes`]
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'header-timeout', `request headers not complete within ${limits.headersTimeoutMs} ms`]
+          : [400, 'malformed', `malformed request (${err.code ?? 'parse error'})`];
+    emitDecision({ id: connId(), via: 'http', target: { host: '', hostIsIp: false, port: 0 } }, 'deny', reason, text);
+    refuseRaw(socket, status, reason, `clawjail: ${text}\n`);
+  }
+
+  function internalError(err: unknown, res: http.ServerResponse): void {
+    log?.error({ err }, 'egress proxy: request handler failed');
+    if (!res.headersSent) respond(res, 502, 'upstream-unreachable', 'clawjail: internal proxy error\n');
+    else res.destroy();
+  }
+
+  return {
+    get policy() {
+      return policy;
+    },
+    listen(target) {
+      return new Promise((resolveListen, reject) => {
+        const onError = (err: Error): void => reject(err);
+        server.once('error', onError);
+        const done = (): void => {
+          server.removeListener('error', onError);
+          resolveListen();
+        };
+        if ('fd' in target) server.listen({ fd: target.fd }, done);
+        else server.listen({ host: target.host, port: target.port }, done);
+      });
+    },
+    address() {
+      const a = server.address();
+      return a && typeof a === 'object' ? a : null;
+    },
+    updatePolicy(p) {
+      policy = p;
+    },
+    close() {
+      closing.abort();
+      return new Promise((resolveClose) => {
+        server.close(() => resolveClose());
+        for (const s of sockets) s.destroy();
+        for (const { server: ls } of local.values()) ls.closeAllConnections();
+      });
+    },
+  };
+}
+
+function hostPort(t: Target): string {
+  return `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
+}
+
+/** One line: destination, what happened, the reason token (as in X-Clawjail-Reason), why. */
+function refusalBody(target: Target, r: { status: number; reason: string; detail: string }): string {
+  return `clawjail: ${hostPort(target)} ${r.status === 403 ? 'refused' : 'failed'} (${r.reason}): ${r.detail}\n`;
+}
+
+function refuseRaw(socket: net.Socket, status: number, reason: string, body: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nX-Clawjail-Reason: ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+  // A client that never reads must not keep the socket (and its buffer) alive.
+  setTimeout(() => socket.destroy(), 2_000).unref();
+}
+
+function respond(res: http.ServerResponse, status: number, reason: string, body: string): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, {
+    'X-Clawjail-Reason': reason,
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+function connectionTokens(raw: string[]): Set<string> {
+  const tokens = new Set<string>();
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() === 'connection') for (const t of (raw[i + 1] as string).split(',')) tokens.add(t.trim().toLowerCase());
+  }
+  return tokens;
+}
+
+function stripHopByHop(raw: string[]): string[] {
+  const named = connectionTokens(raw);
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = (raw[i] as string).toLowerCase();
+    if (HOP_BY_HOP.has(key) || named.has(key)) continue;
+    out.push(raw[i] as string, raw[i + 1] as string);
+  }
+  return out;
+}
+
+/** The client's headers minus hop-by-hop ones, with Host taken from the request URL (RFC 9112 §3.2.2). */
+function forwardHeaders(raw: string[], hostHeader: string): string[] {
+  return ['Host', hostHeader, ...stripHopByHop(raw)];
+}
+
+function errText(err: unknown): string {
+  if (err instanceof Error) return (err as NodeJS.ErrnoException).code ?? err.message;
+  return String(err);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+    }),
+  ]);
+}
