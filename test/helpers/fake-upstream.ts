@@ -35,7 +35,7 @@
  *                  message is a tool result, the answer is text quoting it: `Tool said: <result>`
  *   error          {status, body?}: answer every request with that status and body (default body in
  *                  the API's error shape); 'reset': destroy the connection on arrival; 'hang': never
- *                  answer; 'reset-mid-stream': send the first stream chunk, then destroy the connection
+ *                  answer; 'reset-mid-stream': send the opening chunk and the first text chunk, then destroy the connection
  *
  * Each RecordedRequest has method, path (with query), headers, body (text), json (parsed or
  * undefined), receivedAt and chunkTimes (performance.now() of each chunk written), and `closed`,
