@@ -562,6 +562,15 @@ describe('listeners', () => {
     const viaFd = await call(`http://127.0.0.1:${name.port}`, '/v1/models');
     expect(viaFd.status).toBe(200);
 
+    // The unix socket arrives the same way: a bound fd, not a path the supervisor can see.
+    const { Pipe, constants: pipeConstants } = (process as unknown as { binding(n: string): { Pipe: new (t: number) => PipeHandle; constants: { SERVER: number } } }).binding('pipe_wrap');
+    const pipe = new Pipe(pipeConstants.SERVER);
+    const pipePath = join(dir, 'from-fd.sock');
+    expect(pipe.bind(pipePath)).toBe(0);
+    await router.listen({ fd: pipe.fd });
+    const viaPipeFd = await call('http://localhost', '/claude/v1/models', { socketPath: pipePath });
+    expect(viaPipeFd.status).toBe(200);
+
     // The egress proxy calls the handler in-process for http://inference.local/…, request line in absolute form.
     const proxy = http.createServer(router.handler);
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
@@ -575,9 +584,10 @@ describe('listeners', () => {
       req.end();
     });
     expect(viaProxy).toBe(200);
-    expect(up.requests.map((r) => r.path)).toEqual(['/v1/messages', '/v1/models', '/v1/models']);
+    expect(up.requests.map((r) => r.path)).toEqual(['/v1/messages', '/v1/models', '/v1/models', '/v1/models']);
     await router.close();
     handle.close();
+    pipe.close();
   });
 
   it('close() ends streams in flight and frees the port', async () => {
@@ -592,6 +602,12 @@ describe('listeners', () => {
     await expect(call(url, '/v1/models')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 });
+
+interface PipeHandle {
+  fd: number;
+  bind(path: string): number;
+  close(): void;
+}
 
 interface TcpHandle {
   fd: number;

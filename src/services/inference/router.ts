@@ -45,7 +45,7 @@ export interface InferenceRouterOptions {
 const DEFAULT_MAX_BODY = 32 << 20;
 const MAX_CONNECT_MS = 10_000;
 /** Bodies kept for token counting and auditBodies are capped; past the cap they only pass through. */
-const MAX_CAPTURE = 4 << 20;
+const MAX_CAPTURE = 1 << 20;
 const MAX_AUDIT_BODY = 1 << 20;
 const MAX_ERROR_BODY = 1 << 20;
 
