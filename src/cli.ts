@@ -1,7 +1,7 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LevelWithSilent } from 'pino';
-import { isClawjailError } from './errors.js';
+import { ClawjailError, isClawjailError } from './errors.js';
 import { packageRoot } from './paths.js';
 
 /**
@@ -70,8 +70,18 @@ export function applyLogLevel(level: string | undefined): void {
   process.env.CLAWJAIL_LOG_LEVEL = level;
 }
 
+/** Writes JSON to a file, or to stdout for "-". */
 export function writeJsonFile(path: string, value: unknown): void {
-  writeFileSync(path, JSON.stringify(value, null, 2) + '\n', { mode: 0o600 });
+  const text = JSON.stringify(value, null, 2) + '\n';
+  try {
+    if (path === '-') writeSync(1, text);
+    else writeFileSync(path, text, { mode: 0o600 });
+  } catch (e) {
+    throw new ClawjailError('ERR_CLAWJAIL_USAGE', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
+      hint: 'give a writable file path, or - for standard output',
+      path,
+    });
+  }
 }
 
 const HELP = `clawjail — run OpenClaw, or any command, in a sandbox clawjail builds itself

@@ -42,7 +42,7 @@ export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
       --route-credential-env NAME=VAR   the route's API key comes from host variable VAR
       --tmp-size SIZE         /tmp size limit (e.g. 512m)
       --dry-run               print the launch plan as JSON and run nothing
-      --status-json FILE      write the enforcement report and exit status to FILE
+      --status-json FILE      write the enforcement report and exit status to FILE (- for stdout)
       --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default warn)
 `;
 
@@ -105,10 +105,19 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(plan, null, 2) + '\n');
     return 0;
   }
-  let sandbox;
+  // Handlers go in before the launch: the workload may run (and be signalled) before launch()
+  // returns; a signal that arrives meanwhile is delivered as soon as the sandbox exists.
+  let sandbox: import('../sandbox.js').Sandbox | undefined;
+  const early: NodeJS.Signals[] = [];
+  const handlers = FORWARDED.map((sig) => {
+    const h = () => (sandbox ? sandbox.kill(sig) : early.push(sig));
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
   try {
     sandbox = await launch(options);
   } catch (e) {
+    for (const [sig, h] of handlers) process.off(sig, h);
     if (statusFile) {
       const err = isClawjailError(e) ? e : new ClawjailError('ERR_CLAWJAIL_SETUP', String((e as Error)?.message ?? e));
       writeJsonFile(statusFile, {
@@ -118,14 +127,11 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const handlers = FORWARDED.map((sig) => {
-    const h = () => sandbox.kill(sig);
-    process.on(sig, h);
-    return [sig, h] as const;
-  });
-  const status = await new Promise<import('../sandbox.js').ExitStatus>((resolve) => sandbox.once('exit', resolve));
+  const started = sandbox;
+  for (const sig of early) started.kill(sig);
+  const status = await new Promise<import('../sandbox.js').ExitStatus>((resolve) => started.once('exit', resolve));
   for (const [sig, h] of handlers) process.off(sig, h);
-  if (statusFile) writeJsonFile(statusFile, { sandbox: sandbox.name, report: sandbox.report, warnings: sandbox.plan.warnings, exit: status });
+  if (statusFile) writeJsonFile(statusFile, { sandbox: started.name, sandboxDir: started.sandboxDir, report: started.report, warnings: started.plan.warnings, exit: status });
   // 128+N for a workload killed by signal N, as a shell reports it.
   return status.status;
 }
