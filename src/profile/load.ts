@@ -77,17 +77,17 @@ export function resolveProfileRef(ref: string, cwd: string): string {
   return path;
 }
 
-function readLayered(path: string, sources: string[], depth: number): unknown {
-  if (sources.includes(path)) {
-    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `profile ${path} extends itself (cycle: ${[...sources, path].join(' -> ')})`, {
+function readLayered(path: string, sources: string[], depth: number, chain: string[] = []): unknown {
+  if (chain.includes(path)) {
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `profile ${path} extends itself (cycle: ${[...chain, path].join(' -> ')})`, {
       hint: 'remove the cycle from the `extends` fields',
     });
   }
   const raw = readProfileFile(path);
-  return layerOnBase(raw, path, dirname(path), sources, depth);
+  return layerOnBase(raw, path, dirname(path), sources, depth, [...chain, path]);
 }
 
-function layerOnBase(raw: unknown, label: string, dir: string, sources: string[], depth: number): unknown {
+function layerOnBase(raw: unknown, label: string, dir: string, sources: string[], depth: number, chain: string[] = []): unknown {
   if (depth > MAX_DEPTH) {
     throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `profile ${label}: more than ${MAX_DEPTH} levels of extends`, { hint: 'flatten the profile chain' });
   }
@@ -102,7 +102,7 @@ function layerOnBase(raw: unknown, label: string, dir: string, sources: string[]
     throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `profile ${label}: extends must be a string`, { hint: 'e.g. `extends: default`' });
   }
   let base: unknown = {};
-  if (ext !== 'none') base = readLayered(resolveProfileRef(ext, dir), sources, depth + 1);
+  if (ext !== 'none') base = readLayered(resolveProfileRef(ext, dir), sources, depth + 1, chain);
   if (label.startsWith('/')) sources.push(label);
   const { extends: _drop, ...rest } = raw;
   return mergeProfiles(base, rest);
