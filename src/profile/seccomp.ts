@@ -18,7 +18,8 @@ import { errnoNumber, resolveArgValue, suggestErrnos, type ArgWidth } from '../p
  * - Always, whatever the entries say: a foreign architecture (including i386 on x86_64) and x32
  *   system calls (numbers with bit 0x40000000) kill the process; numbers above the highest one
  *   in the generated table (system calls newer than the headers it was built from, which no one
- *   has reviewed) fail with ENOSYS so libc falls back.
+ *   has reviewed; open_tree_attr, new mount API in Linux 6.15, is one) fail with ENOSYS so libc
+ *   falls back. Regenerate the tables from newer headers to review and admit them.
  * - mode `log` turns every failure above into SECCOMP_RET_LOG (allowed, logged by the kernel);
  *   mode `off` installs no filter.
  */
