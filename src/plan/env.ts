@@ -14,7 +14,8 @@ export interface EnvInput {
   set: Record<string, string>;
   /** Set when the egress proxy serves 127.0.0.1:port inside. */
   proxyPort?: number;
-  inference?: { port: number; socket: string };
+  /** Variables a service contributes (the inference router's base URLs). */
+  serviceEnv?: Record<string, string>;
   sandboxName: string;
 }
 
@@ -43,10 +44,7 @@ export function buildEnv(input: EnvInput): string[] {
     env.set('no_proxy', 'localhost,127.0.0.1,::1');
     env.set('NODE_USE_ENV_PROXY', '1');
   }
-  if (input.inference) {
-    env.set('CLAWJAIL_INFERENCE_URL', `http://127.0.0.1:${input.inference.port}/v1`);
-    env.set('CLAWJAIL_INFERENCE_SOCKET', input.inference.socket);
-  }
+  for (const [k, v] of Object.entries(input.serviceEnv ?? {})) env.set(k, v);
   for (const name of input.pass) {
     const v = input.hostEnv[name];
     if (v !== undefined) env.set(name, v);

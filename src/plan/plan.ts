@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
 import type { HostFacts } from '../host/probe.js';
 import type { Profile } from '../profile/schema.js';
+import { buildInferenceEnv } from '../services/inference/env.js';
 import { buildEnv, PATH_CANDIDATES } from './env.js';
 import type { PathFacts } from './host-paths.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
@@ -168,6 +169,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
   });
   const cgroup = planCgroup(profile, host, input.cgroupDir, layers, warnings);
 
+  refuseCredentialPassthrough(profile);
   const pathDirs = PATH_CANDIDATES.filter((d) => isVisibleInside(d, mountResult.readOnlyPaths, profile, input.pathFacts));
   const env = buildEnv({
     hostEnv: input.hostEnv,
@@ -175,7 +177,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     pass: profile.env.pass,
     set: profile.env.set,
     ...(services.egress ? { proxyPort: services.egress.port } : {}),
-    ...(services.inference ? { inference: services.inference } : {}),
+    serviceEnv: services.inference ? buildInferenceEnv(profile.inference) : {},
     sandboxName: input.name,
   });
 
@@ -253,4 +255,18 @@ function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, 
   }
   layers.push({ layer: 'cgroup', status: 'enforced', mode: c.mode, detail: Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(' ') });
   return { dir: dir!, settings, mode: c.mode };
+}
+
+/** The point of the router is that keys stay outside: refuse a profile that would carry one in. */
+function refuseCredentialPassthrough(profile: Profile): void {
+  for (const route of profile.inference.routes) {
+    const cred = (route as { credential?: { env?: string } }).credential;
+    const name = cred?.env;
+    if (!name) continue;
+    if (profile.env.pass.includes(name) || name in profile.env.set) {
+      throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `refusing to put ${name} into the sandbox's environment: it is the credential of inference route '${route.name}'`, {
+        hint: `remove ${name} from env.pass/env.set (or --env); the workload reaches the model through the router, which adds the key itself`,
+      });
+    }
+  }
 }

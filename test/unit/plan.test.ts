@@ -109,7 +109,7 @@ describe('buildEnv', () => {
     expect(env).toEqual(['LANG=C.UTF-8', 'LC_ALL=C', 'TERM=xterm', 'PATH=/usr/bin:/bin', 'HOME=/sandbox', 'TMPDIR=/tmp', 'USER=sandbox', 'LOGNAME=sandbox', 'CLAWJAIL_SANDBOX=sb']);
   });
   it('adds the proxy and inference variables, then --env pass and set (set wins)', () => {
-    const env = buildEnv({ ...base, hostEnv: { TOKEN: 't' }, pass: ['TOKEN', 'ABSENT'], set: { HOME: '/sandbox/h' }, proxyPort: 3128, inference: { port: 3129, socket: '/run/clawjail/inference.sock' } });
+    const env = buildEnv({ ...base, hostEnv: { TOKEN: 't' }, pass: ['TOKEN', 'ABSENT'], set: { HOME: '/sandbox/h' }, proxyPort: 3128, serviceEnv: { CLAWJAIL_INFERENCE_URL: 'http://127.0.0.1:3129/v1' } });
     expect(env).toContain('HTTPS_PROXY=http://127.0.0.1:3128');
     expect(env).toContain('https_proxy=http://127.0.0.1:3128');
     expect(env).toContain('NODE_USE_ENV_PROXY=1');
@@ -184,6 +184,11 @@ describe('buildPlan', () => {
       { port: 3128, access: 2 },
       { port: 3129, access: 2 },
     ]);
+  });
+
+  it('refuses to pass an inference credential into the sandbox', () => {
+    const routes = [{ name: 'openai', api: 'openai', upstream: 'https://api.openai.com/v1', credential: { env: 'OPENAI_API_KEY' } }];
+    expect(() => buildPlan(input({ inference: { routes }, env: { pass: ['OPENAI_API_KEY'] } }))).toThrow("refusing to put OPENAI_API_KEY into the sandbox's environment");
   });
 
   it('is deterministic: the same input gives the same plan (snapshot)', () => {
