@@ -7,7 +7,7 @@ import type { AllowRule, NetworkConfig } from '../../profile/network.js';
 import type { ApprovalBroker } from './approvals.js';
 import { formatIp, parseIp } from './ip.js';
 import { matchEgress, type EgressDecision, type EgressReason, type EgressRequest } from './policy.js';
-import { checkTunnelStart, scanClientHello } from './sni.js';
+import { MAX_CLIENT_HELLO_BYTES, checkTunnelStart, scanClientHello } from './sni.js';
 import { parseConnectTarget, parseProxyRequestUrl, type Target } from './target.js';
 
 /**
@@ -82,6 +82,8 @@ export interface EgressProxy {
   /** Replaces the policy for new connections; open tunnels are not re-checked. */
   updatePolicy(policy: NetworkConfig): void;
   readonly policy: NetworkConfig;
+  /** Open sockets: from the sandbox (clients) and to destinations (upstreams). */
+  stats(): { clients: number; upstreams: number };
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -122,7 +124,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const log = options.logger;
   let policy = options.policy;
   let nextId = 0;
-  const sockets = new Set<net.Socket>();
+  const clients = new Set<net.Socket>();
+  const upstreams = new Set<net.Socket>();
   const closing = new AbortController();
   const local = new Map<string, { listener: http.RequestListener; server: http.Server }>();
   for (const [host, listener] of Object.entries(options.localHandlers ?? {})) {
@@ -146,7 +149,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     noDelay: true,
   });
   server.maxConnections = limits.maxConnections;
-  server.on('connection', (s: net.Socket) => track(s));
+  server.on('connection', (s: net.Socket) => track(clients, s));
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => void onRequest(req, res).catch((err: unknown) => internalError(err, res)));
   server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) =>
     void onConnect(req, socket, head).catch((err: unknown) => {
@@ -162,9 +165,9 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => onClientError(err, socket));
   server.on('error', (err) => log?.error({ err }, 'egress proxy: server error'));
 
-  function track(s: net.Socket): void {
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
+  function track(set: Set<net.Socket>, s: net.Socket): void {
+    set.add(s);
+    s.once('close', () => set.delete(s));
   }
 
   function connId(): string {
@@ -281,7 +284,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   function connectOne(ip: string, port: number): Promise<net.Socket> {
     return new Promise((resolveConnect, reject) => {
       const socket = net.connect({ host: ip, port, noDelay: true });
-      track(socket);
+      track(upstreams, socket);
       const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect to ${ip}:${port} timed out`), { code: 'ETIMEDOUT' })), limits.connectTimeoutMs);
       const onError = (err: Error): void => {
         clearTimeout(timer);
@@ -340,6 +343,20 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       handler.server.emit('connection', socket);
       return;
     }
+    // Hold what the client sends before the 200 (some clients pipeline their ClientHello), and
+    // notice a client that gives up: without a reader, a half-open socket would linger.
+    const early: Buffer[] = head.length > 0 ? [head] : [];
+    let earlyBytes = head.length;
+    const onEarly = (chunk: Buffer): void => {
+      early.push(chunk);
+      earlyBytes += chunk.length;
+      if (earlyBytes > MAX_CLIENT_HELLO_BYTES + 64) socket.destroy();
+    };
+    const onEarlyEnd = (): void => {
+      if (!socket.writableEnded) socket.destroy();
+    };
+    socket.on('data', onEarly);
+    socket.once('end', onEarlyEnd);
     const auth = await authorizeWhileConnected(conn, socket);
     if (socket.destroyed) return;
     if (!auth.ok) {
@@ -359,8 +376,10 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       upstream.socket.destroy();
       return;
     }
+    socket.removeListener('data', onEarly);
+    socket.removeListener('end', onEarlyEnd);
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    splice(conn, socket, upstream.socket, upstream.ip, head, auth.decision.allowMissingSni === true, started);
+    splice(conn, socket, upstream.socket, upstream.ip, early.length === 1 ? (early[0] as Buffer) : Buffer.concat(early), auth.decision.allowMissingSni === true, started);
   }
 
     /**
@@ -399,6 +418,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       const scan = scanClientHello(buf);
       if (scan.kind === 'need-more') return;
       client.removeListener('data', onData);
+      client.removeListener('end', onEndBeforeCheck);
       const verdict = checkTunnelStart(scan, { host: conn.target.host, hostIsIp: conn.target.hostIsIp, port: conn.target.port, allowMissingSni });
       if (!verdict.ok) {
         error = verdict.reason;
@@ -418,6 +438,12 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       buffered += chunk.length;
       inspect();
     };
+    // The client stopped sending before its first bytes could be checked: nothing to forward.
+    const onEndBeforeCheck = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.once('end', onEndBeforeCheck);
     client.on('data', onData);
     if (head.length > 0) onData(head);
   }
@@ -433,6 +459,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
         ? `this is the clawjail egress proxy: send requests as absolute URIs (GET http://host/path) or use CONNECT; set HTTP_PROXY/HTTPS_PROXY to reach the network`
         : `bad request target ${JSON.stringify((req.url ?? '').slice(0, 100))}; a proxy request needs an absolute http:// URL (https:// goes through CONNECT)`;
       emitDecision(conn, 'deny', 'malformed', detail);
+      // A client that gets the protocol wrong is not worth keeping a connection open for.
+      res.shouldKeepAlive = false;
       respond(res, 400, 'malformed', `clawjail: ${detail}\n`);
       return;
     }
@@ -529,11 +557,15 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     updatePolicy(p) {
       policy = p;
     },
+    stats() {
+      return { clients: clients.size, upstreams: upstreams.size };
+    },
     close() {
       closing.abort();
       return new Promise((resolveClose) => {
         server.close(() => resolveClose());
-        for (const s of sockets) s.destroy();
+        for (const s of clients) s.destroy();
+        for (const s of upstreams) s.destroy();
         for (const { server: ls } of local.values()) ls.closeAllConnections();
       });
     },
