@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { AllowRuleSchema, NetworkSchema, parseAllowHostFlag, type NetworkConfigInput } from '../../src/profile/network.js';
 import { normalizeHostname, parseHostPattern } from '../../src/services/egress/host.js';
@@ -215,5 +218,28 @@ describe('matchEgress', () => {
     expect(matchEgress(p, { host: 'api.x.test', port: 80 }).detail).toBe('api.x.test is allowed only on ports 443, 8443, not 80');
     expect(matchEgress(p, { host: 'plain.test', port: 80 }).detail).toMatch(/not for CONNECT tunnels/);
     expect(matchEgress(p, { host: 'plain.test', port: 80, method: 'PUT', path: '/pub/x' }).detail).toMatch(/PUT \/pub\/x is not listed/);
+  });
+});
+
+describe('profiles/default.yaml network section', () => {
+  const text = readFileSync(join(import.meta.dirname, '..', '..', 'profiles', 'default.yaml'), 'utf8');
+
+  it('parses, with approvals off so unknown destinations are refused at once', () => {
+    const network = NetworkSchema.parse((YAML.parse(text) as { network: unknown }).network);
+    expect(network).toEqual({ mode: 'proxy', allow: [], deny: [], approvals: { enabled: false, timeoutMs: 30_000 } });
+    expect(matchEgress(network, { host: 'example.com', port: 443 })).toMatchObject({ action: 'deny', reason: 'not-allowlisted' });
+  });
+
+  it('its commented example is a valid policy', () => {
+    const lines = text.split('\n');
+    const start = lines.findIndex((l) => l.startsWith('# Example:'));
+    const example: string[] = [];
+    for (const l of lines.slice(start + 1)) {
+      if (!l.startsWith('#   ')) break;
+      example.push(l.slice(3));
+    }
+    const network = NetworkSchema.parse(YAML.parse(example.join('\n')));
+    expect(network.allow.map((r) => r.host)).toEqual(['api.github.com', '*.githubusercontent.com', 'deb.debian.org', '10.0.0.5']);
+    expect(matchEgress(network, { host: 'gist.github.com', port: 443 }).reason).toBe('denied');
   });
 });
