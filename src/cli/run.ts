@@ -21,6 +21,8 @@ export const RUN_OPTIONS = {
   route: { type: 'string', multiple: true },
   'route-credential-env': { type: 'string', multiple: true },
   'tmp-size': { type: 'string' },
+  landlock: { type: 'string' },
+  seccomp: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -41,6 +43,8 @@ export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
       --route NAME=URL        an inference route to an OpenAI-compatible upstream
       --route-credential-env NAME=VAR   the route's API key comes from host variable VAR
       --tmp-size SIZE         /tmp size limit (e.g. 512m)
+      --landlock MODE         required | best-effort | off (default from the profile: best-effort)
+      --seccomp MODE          enforce | log | off (log: denied calls run and are logged by the kernel)
       --dry-run               print the launch plan as JSON and run nothing
       --status-json FILE      write the enforcement report and exit status to FILE (- for stdout)
       --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default warn)
@@ -61,6 +65,14 @@ export async function overridesFromFlags(v: RunValues): Promise<Record<string, u
   if (v.name) o.name = v.name;
   if (v.publish?.length) o.publish = v.publish.map(parsePublishFlag);
   if (v.tty) o.process = { tty: true };
+  if (v.landlock) {
+    if (!['required', 'best-effort', 'off'].includes(v.landlock)) throw usageError(`--landlock ${v.landlock}: expected required, best-effort or off`, 'run');
+    o.landlock = { mode: v.landlock };
+  }
+  if (v.seccomp) {
+    if (!['enforce', 'log', 'off'].includes(v.seccomp)) throw usageError(`--seccomp ${v.seccomp}: expected enforce, log or off`, 'run');
+    o.seccomp = { mode: v.seccomp };
+  }
   const net: Record<string, unknown> = {};
   if (v['no-network']) {
     if (v['allow-host']?.length) throw usageError('--no-network and --allow-host contradict each other', 'run');
