@@ -105,10 +105,14 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     const stdio = normaliseStdio(options.stdio);
     // Without a terminal to share, the helper gets its own session: keyboard signals then reach
     // only the supervisor, which forwards them once.
-    const child: ChildProcess = spawn(helperPath(), [], { stdio: [...stdio, 'pipe', theirs], env: {}, cwd: '/', detached: !profile.process.tty });
-    addon().closeFd(theirs);
-    child.stdio[3]!.on('error', () => {});
-    (child.stdio[3] as NodeJS.WritableStream).end(JSON.stringify(plan.native));
+    const planFd = addon().planPipe(Buffer.from(JSON.stringify(plan.native)));
+    let child: ChildProcess;
+    try {
+      child = spawn(helperPath(), [], { stdio: [...stdio, planFd, theirs], env: {}, cwd: '/', detached: !profile.process.tty });
+    } finally {
+      addon().closeFd(planFd);
+      addon().closeFd(theirs);
+    }
 
     const exited = new Promise<ExitStatus>((resolve) => {
       child.on('exit', (code, signal) => {
@@ -178,11 +182,23 @@ function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: 
     hostEnv: options.env ?? process.env,
     expand,
     ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
-    compileSeccomp: (config, arch) => {
-      const c = compileSeccomp(config, arch as 'x86_64');
-      return { program: c.program, instructions: c.instructions, detail: `${c.denied.length} calls denied outright, ${c.argumentChecked.length} argument-checked` };
-    },
+    compileSeccomp: compileSeccompCached,
   });
+}
+
+const seccompCache = new Map<string, ReturnType<NonNullable<Parameters<typeof buildPlan>[0]['compileSeccomp']>>>();
+
+/** The compiled filter depends only on the profile section and the arch: compile each once. */
+function compileSeccompCached(config: Profile['seccomp'], arch: string) {
+  const key = `${arch}\0${JSON.stringify(config)}`;
+  let c = seccompCache.get(key);
+  if (!c) {
+    const out = compileSeccomp(config, arch as 'x86_64');
+    c = { program: out.program, instructions: out.instructions, detail: `${out.denied.length} calls denied outright, ${out.argumentChecked.length} argument-checked` };
+    if (seccompCache.size > 32) seccompCache.clear();
+    seccompCache.set(key, c);
+  }
+  return c;
 }
 
 /** /sandbox's host side: the given directory (created if missing) or a fresh temporary one. */

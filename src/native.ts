@@ -28,6 +28,8 @@ export interface Addon {
   probe(options?: { skipUserns?: boolean }): NativeProbe;
   socketpair(): [number, number];
   closeFd(fd: number): void;
+  /** A pipe already holding data (write end closed); returns the read end. */
+  planPipe(data: Buffer): number;
   Channel: new (fd: number, onMessage: (data: Buffer | null, fds: number[]) => void) => NativeChannel;
 }
 

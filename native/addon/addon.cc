@@ -96,6 +96,41 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The plan goes into a pipe before the helper starts, so the helper reads it at once instead of
+// waiting for the event loop to write it. Returns the read end (close-on-exec).
+Napi::Value PlanPipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Buffer<char> data = info[0].As<Napi::Buffer<char>>();
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) throw errnoError(env, errno, "pipe2");
+  size_t need = data.Length() + 1;
+  int size = fcntl(p[1], F_GETPIPE_SZ);
+  if (size >= 0 && static_cast<size_t>(size) < need) {
+    size_t want = 4096;
+    while (want < need) want <<= 1;
+    if (fcntl(p[1], F_SETPIPE_SZ, static_cast<int>(want)) < 0) {
+      int err = errno;
+      close(p[0]);
+      close(p[1]);
+      throw errnoError(env, err, "fcntl(F_SETPIPE_SZ)");
+    }
+  }
+  size_t off = 0;
+  while (off < data.Length()) {
+    ssize_t n = write(p[1], data.Data() + off, data.Length() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      close(p[0]);
+      close(p[1]);
+      throw errnoError(env, err, "write");
+    }
+    off += static_cast<size_t>(n);
+  }
+  close(p[1]);
+  return Napi::Number::New(env, p[0]);
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   if (fd >= 0) close(fd);
@@ -228,6 +263,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("planPipe", Napi::Function::New(env, PlanPipe));
   exports.Set("Channel", Channel::Init(env));
   return exports;
 }
