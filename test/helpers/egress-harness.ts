@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -18,7 +19,29 @@ export interface Upstream {
 }
 
 /**
- * GET /bytes/N answers N bytes; anything else answers JSON {method, url, headers, body}. TLS
+ * The body of GET /bytes/N: a pseudo-random block whose length is not a power of two, repeated,
+ * so that a proxy that reused or reordered buffers would change the bytes, not just their count.
+ */
+export const PATTERN = (() => {
+  const b = Buffer.alloc((1 << 20) + 17);
+  let x = 2463534242;
+  for (let i = 0; i < b.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+})();
+
+export function patternHash(n: number): string {
+  const h = createHash('sha256');
+  for (let left = n; left > 0; left -= PATTERN.length) h.update(left >= PATTERN.length ? PATTERN : PATTERN.subarray(0, left));
+  return h.digest('hex');
+}
+
+/**
+ * GET /bytes/N answers N bytes of PATTERN; anything else answers JSON {method, url, headers, body}. TLS
  * upstreams also record the SNI they were asked for.
  */
 function upstreamHandler(seen: Upstream['seen']): http.RequestListener {
@@ -27,12 +50,11 @@ function upstreamHandler(seen: Upstream['seen']): http.RequestListener {
     if (bytes) {
       let left = Number(bytes[1]);
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': left });
-      const chunk = Buffer.alloc(64 * 1024, 0x61);
       const pump = (): void => {
         while (left > 0) {
-          const n = Math.min(left, chunk.length);
+          const n = Math.min(left, PATTERN.length);
           left -= n;
-          if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once('drain', pump);
+          if (!res.write(n === PATTERN.length ? PATTERN : PATTERN.subarray(0, n))) return void res.once('drain', pump);
         }
         res.end();
       };

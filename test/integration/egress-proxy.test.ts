@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -7,6 +8,8 @@ import {
   connectVia,
   httpsViaTunnel,
   mapResolver,
+  patternHash,
+  PATTERN,
   rawExchange,
   startHttpUpstream,
   startProxy,
@@ -115,19 +118,65 @@ describe('allowed destinations', () => {
     expect(tlsUp.handshakes).toEqual(['']);
   });
 
-  it('counts a 4 MiB download in bytesIn', async () => {
+  it('carries a 32 MiB download through a tunnel byte for byte, and counts it in bytesIn', async () => {
     const p = await proxyWith({ allow: [{ host: '127.0.0.1', ports: [web.port] }] });
     const t = await connectVia(p.port, `127.0.0.1:${web.port}`);
     if (!t.ok) throw new Error(`tunnel refused: ${t.status}`);
-    const got = await new Promise<number>((resolve) => {
-      let n = 0;
-      t.socket.on('data', (c: Buffer) => (n += c.length));
-      t.socket.on('end', () => resolve(n));
-      t.socket.write(`GET /bytes/${4 << 20} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const size = 32 << 20;
+    const raw = await new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      t.socket.on('data', (c: Buffer) => chunks.push(c));
+      t.socket.on('end', () => resolve(Buffer.concat(chunks)));
+      t.socket.write(`GET /bytes/${size} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
     });
-    expect(got).toBeGreaterThan(4 << 20);
+    const body = raw.subarray(raw.indexOf('\r\n\r\n') + 4);
+    expect(body.length).toBe(size);
+    expect(createHash('sha256').update(body).digest('hex')).toBe(patternHash(size));
     await waitFor(() => p.events.some((e) => e.kind === 'egress.close'));
-    expect(p.events.find((e) => e.kind === 'egress.close')?.bytesIn).toBe(got);
+    expect(p.events.find((e) => e.kind === 'egress.close')?.bytesIn).toBe(raw.length);
+  });
+
+  it('carries a 32 MiB plain-HTTP download byte for byte', async () => {
+    const p = await proxyWith({ allow: [{ host: '127.0.0.1', ports: [web.port] }] });
+    const size = 32 << 20;
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: p.port, path: `http://127.0.0.1:${web.port}/bytes/${size}`, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(Buffer.concat(chunks)));
+      }).on('error', reject);
+    });
+    expect(createHash('sha256').update(body).digest('hex')).toBe(patternHash(size));
+  });
+
+  it('tunnels a server-speaks-first protocol, a 16 MiB upload and a half-close', async () => {
+    // SMTP-like: the server greets first, then echoes a digest of everything it got once the client half-closes.
+    const banner = net.createServer((sock) => {
+      const h = createHash('sha256');
+      let n = 0;
+      sock.write('220 hello\r\n');
+      sock.on('data', (c: Buffer) => {
+        h.update(c);
+        n += c.length;
+      });
+      sock.on('end', () => sock.end(`${n} ${h.digest('hex')}\n`));
+    });
+    await new Promise<void>((r) => banner.listen(0, '127.0.0.1', r));
+    const port = (banner.address() as net.AddressInfo).port;
+    try {
+      const p = await proxyWith({ allow: [{ host: '127.0.0.1', ports: [port] }] });
+      const t = await connectVia(p.port, `127.0.0.1:${port}`);
+      if (!t.ok) throw new Error('tunnel refused');
+      const received: Buffer[] = [];
+      t.socket.on('data', (c: Buffer) => received.push(c));
+      await waitFor(() => Buffer.concat(received).toString().startsWith('220 hello'));
+      const upload = Buffer.concat(Array.from({ length: 16 }, () => PATTERN.subarray(0, 1 << 20)));
+      t.socket.end(upload);
+      await new Promise((r) => t.socket.once('close', r));
+      expect(Buffer.concat(received).toString()).toBe(`220 hello\r\n${upload.length} ${createHash('sha256').update(upload).digest('hex')}\n`);
+    } finally {
+      banner.close();
+    }
   });
 
   it('keeps a quiet tunnel open past the header timeout', async () => {

@@ -124,6 +124,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const log = options.logger;
   let policy = options.policy;
   let nextId = 0;
+  const readPool = new BufferPool(16);
   const clients = new Set<net.Socket>();
   const upstreams = new Set<net.Socket>();
   const closing = new AbortController();
@@ -267,12 +268,12 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   }
 
   /** Tries each checked address in turn; never looks the name up again. */
-  async function connectFirst(addresses: string[], port: number): Promise<{ socket: net.Socket; ip: string }> {
+  async function connectFirst(addresses: string[], port: number, reader?: UpstreamReader): Promise<{ socket: net.Socket; ip: string }> {
     let last: unknown;
     for (const ip of addresses) {
       if (closing.signal.aborted) break;
       try {
-        const socket = await connectOne(ip, port);
+        const socket = await connectOne(ip, port, reader);
         return { socket, ip };
       } catch (err) {
         last = err;
@@ -281,9 +282,9 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     throw last ?? new Error('proxy is closing');
   }
 
-  function connectOne(ip: string, port: number): Promise<net.Socket> {
+  function connectOne(ip: string, port: number, reader?: UpstreamReader): Promise<net.Socket> {
     return new Promise((resolveConnect, reject) => {
-      const socket = net.connect({ host: ip, port, noDelay: true });
+      const socket = net.connect({ host: ip, port, noDelay: true, ...(reader ? { onread: reader.onread } : {}) });
       track(upstreams, socket);
       const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect to ${ip}:${port} timed out`), { code: 'ETIMEDOUT' })), limits.connectTimeoutMs);
       const onError = (err: Error): void => {
@@ -364,8 +365,9 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       return;
     }
     let upstream: { socket: net.Socket; ip: string };
+    const reader = createUpstreamReader(readPool);
     try {
-      upstream = await connectFirst(auth.addresses, target.port);
+      upstream = await connectFirst(auth.addresses, target.port, reader);
     } catch (err) {
       const detail = `cannot connect to ${auth.addresses.join(', ')} port ${target.port}: ${errText(err)}`;
       emitDecision(conn, 'deny', 'upstream-unreachable', detail, { ip: auth.addresses[0] });
@@ -379,14 +381,14 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     socket.removeListener('data', onEarly);
     socket.removeListener('end', onEarlyEnd);
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    splice(conn, socket, upstream.socket, upstream.ip, early.length === 1 ? (early[0] as Buffer) : Buffer.concat(early), auth.decision.allowMissingSni === true, started);
+    splice(conn, socket, upstream.socket, reader, upstream.ip, early.length === 1 ? (early[0] as Buffer) : Buffer.concat(early), auth.decision.allowMissingSni === true, started);
   }
 
     /**
    * Joins client and upstream. Upstream → client flows at once (some protocols speak first);
    * client → upstream waits until the first client bytes pass the SNI check.
    */
-  function splice(conn: Conn, client: net.Socket, upstream: net.Socket, ip: string, head: Buffer, allowMissingSni: boolean, started: number): void {
+  function splice(conn: Conn, client: net.Socket, upstream: net.Socket, reader: UpstreamReader, ip: string, head: Buffer, allowMissingSni: boolean, started: number): void {
     let closed = 0;
     let error: string | undefined;
     const onClose = (): void => {
@@ -409,7 +411,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     client.on('error', () => upstream.destroy());
     client.setTimeout(limits.idleTimeoutMs, () => client.destroy());
     upstream.setTimeout(limits.idleTimeoutMs, () => upstream.destroy());
-    upstream.pipe(client);
+    upstream.once('end', () => client.end());
+    reader.attach(client, upstream);
 
     const chunks: Buffer[] = [];
     let buffered = 0;
@@ -423,7 +426,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       if (!verdict.ok) {
         error = verdict.reason;
         emitDecision(conn, 'deny', verdict.reason, verdict.detail, { ip });
-        upstream.unpipe(client);
+        reader.detach();
         upstream.destroy();
         if (scan.kind === 'client-hello' || scan.kind === 'malformed') client.end(TLS_ALERT_ACCESS_DENIED);
         else client.end();
@@ -568,6 +571,86 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
         for (const s of upstreams) s.destroy();
         for (const { server: ls } of local.values()) ls.closeAllConnections();
       });
+    },
+  };
+}
+
+/**
+ * Reads a tunnel's upstream side into fresh buffers that go straight to the client socket: no
+ * 'data' event per chunk, and reads grow up to 1 MiB while the upstream keeps them full (a
+ * download), which cuts the proxy's per-byte CPU well below pipe()'s. Bytes that arrive before
+ * the client is attached are held and the upstream paused.
+ */
+interface UpstreamReader {
+  onread: net.OnReadOpts;
+  attach(client: net.Socket, upstream: net.Socket): void;
+  detach(): void;
+}
+
+const MIN_READ = 16 * 1024;
+const MAX_READ = 1024 * 1024;
+
+/**
+ * Full-size read buffers whose writes completed, shared by a proxy's tunnels. Allocating a fresh
+ * 1 MiB buffer per read costs page faults and zeroing in the kernel on every read; a few
+ * recycled ones avoid that, and the cap bounds what idle tunnels keep.
+ */
+class BufferPool {
+  private readonly free: Buffer[] = [];
+  constructor(private readonly max: number) {}
+  take(size: number): Buffer {
+    return (size === MAX_READ ? this.free.pop() : undefined) ?? Buffer.allocUnsafeSlow(size);
+  }
+  give(buf: Buffer): void {
+    if (buf.length === MAX_READ && this.free.length < this.max) this.free.push(buf);
+  }
+}
+
+function createUpstreamReader(pool: BufferPool): UpstreamReader {
+  let size = 64 * 1024;
+  let client: net.Socket | undefined;
+  let upstream: net.Socket | undefined;
+  let detached = false;
+  const held: Buffer[] = [];
+  const resume = (): void => {
+    if (!detached) upstream?.resume();
+  };
+  return {
+    onread: {
+      // Never a buffer whose bytes may still sit in the client's write queue: it comes back to
+      // the pool only from the write's completion callback.
+      buffer: () => pool.take(size),
+      callback: (n, buf) => {
+        if (detached) return false;
+        const whole = buf as Buffer;
+        const chunk = whole.subarray(0, n);
+        if (n === size && size < MAX_READ) size *= 2;
+        else if (n < size / 8 && size > MIN_READ) size /= 2;
+        if (!client) {
+          held.push(chunk);
+          return false;
+        }
+        const more = client.write(chunk, (err) => {
+          if (!err) pool.give(whole);
+        });
+        if (!more) {
+          client.once('drain', resume);
+          return false;
+        }
+        return true;
+      },
+    },
+    attach(c, u) {
+      client = c;
+      upstream = u;
+      for (const b of held) c.write(b);
+      held.length = 0;
+      if (c.writableNeedDrain) c.once('drain', resume);
+      else u.resume();
+    },
+    detach() {
+      detached = true;
+      held.length = 0;
     },
   };
 }
