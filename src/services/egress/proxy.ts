@@ -79,7 +79,10 @@ export interface EgressProxy {
   address(): net.AddressInfo | null;
   /** Stops accepting, ends every tunnel and forwarded request, denies requests held for approval. */
   close(): Promise<void>;
-  /** Replaces the policy for new connections; open tunnels are not re-checked. */
+  /**
+   * Replaces the policy for new connections; open tunnels are not re-checked. Pass a new object:
+   * a policy object is compiled once and must not be changed in place afterwards.
+   */
   updatePolicy(policy: NetworkConfig): void;
   readonly policy: NetworkConfig;
   /** Open sockets: from the sandbox (clients) and to destinations (upstreams). */
