@@ -10,15 +10,16 @@ import { ClawjailError } from './errors.js';
 import { explainUsernsFailure, probeHost, type HostFacts } from './host/probe.js';
 import { createAuditSink, logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
 import { addon, helperPath } from './native.js';
-import { compileSeccomp } from './plan/seccomp/index.js';
 import { expandHome, inspectHostPath, inspectHostPaths } from './plan/host-paths.js';
 import { PATH_CANDIDATES } from './plan/env.js';
 import { GENERATED_ETC } from './plan/mounts.js';
 import { buildPlan, type LaunchPlan } from './plan/plan.js';
-import { loadProfile, type LoadedProfile } from './profile/load.js';
+import type { LoadedProfile } from './profile/load.js';
+import { loadProfileCached } from './profile/cached.js';
+import { cacheGet, cachePut } from './cache.js';
 import type { Profile } from './profile/schema.js';
 import { InitChannel, type SetupFailure } from './services/channel.js';
-import { startServices, type RunningServices, type ServiceOptions } from './services/start.js';
+import type { RunningServices, ServiceOptions } from './services/start.js';
 import { Sandbox, type ExitStatus } from './sandbox.js';
 
 export interface LaunchOptions extends ServiceOptions {
@@ -44,9 +45,10 @@ export interface LaunchOptions extends ServiceOptions {
 let counter = 0;
 
 /** Steps 1–3 only: what `launch` would do, with no side effects (`--dry-run`). */
-export function planLaunch(options: LaunchOptions & { dryRun?: boolean }): { plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts } {
-  const loaded = loadProfile(loadOptions(options));
+export async function planLaunch(options: LaunchOptions): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts }> {
+  const loaded = await loadProfileCached(loadOptions(options));
   const host = probeHost();
+  await precompileSeccomp(loaded.profile, host);
   const name = sandboxName(options, loaded.profile);
   const sandboxDir = loaded.profile.filesystem.sandboxDir
     ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
@@ -63,10 +65,11 @@ export function planLaunch(options: LaunchOptions & { dryRun?: boolean }): { pla
 export async function launch(options: LaunchOptions): Promise<Sandbox> {
   const log = options.logger ?? rootLogger;
   // 1. profile
-  const loaded = loadProfile(loadOptions(options));
+  const loaded = await loadProfileCached(loadOptions(options));
   const profile = loaded.profile;
   // 2. host facts
   const host = probeHost();
+  await precompileSeccomp(profile, host);
   // 3. plan (after preparing /sandbox's host directory, the only thing created before it)
   const name = sandboxName(options, profile);
   const sandboxDir = prepareSandboxDir(profile, host, name);
@@ -97,6 +100,7 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
     audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
     // 4. services (they read the plan; they listen once init hands over their sockets)
+    const { startServices } = await import('./services/start.js');
     services = await startServices(plan, loaded, { ...options, audit, logger: log });
     // 5. the helper: clean environment, plan on fd 3, channel on fd 4
     const [ours, theirs] = addon().socketpair();
@@ -186,18 +190,34 @@ function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: 
   });
 }
 
-const seccompCache = new Map<string, ReturnType<NonNullable<Parameters<typeof buildPlan>[0]['compileSeccomp']>>>();
+type CompiledFilter = { program: Buffer; instructions: number; detail?: string };
+const seccompCache = new Map<string, CompiledFilter>();
+const seccompKey = (config: Profile['seccomp'], arch: string) => `${arch}\0${JSON.stringify(config)}`;
 
-/** The compiled filter depends only on the profile section and the arch: compile each once. */
-function compileSeccompCached(config: Profile['seccomp'], arch: string) {
-  const key = `${arch}\0${JSON.stringify(config)}`;
-  let c = seccompCache.get(key);
-  if (!c) {
-    const out = compileSeccomp(config, arch as 'x86_64');
-    c = { program: out.program, instructions: out.instructions, detail: `${out.denied.length} calls denied outright, ${out.argumentChecked.length} argument-checked` };
-    if (seccompCache.size > 32) seccompCache.clear();
-    seccompCache.set(key, c);
+/**
+ * The filter depends only on the profile's seccomp section and the arch, so it is compiled once
+ * (memory, then the on-disk cache) and the compiler is loaded only on a miss.
+ */
+async function precompileSeccomp(profile: Profile, host: HostFacts): Promise<void> {
+  if (profile.seccomp.mode === 'off') return;
+  const key = seccompKey(profile.seccomp, host.arch);
+  if (seccompCache.has(key)) return;
+  const disk = cacheGet<{ program: string; instructions: number; detail?: string }>('seccomp', key);
+  if (disk) {
+    seccompCache.set(key, { ...disk, program: Buffer.from(disk.program, 'base64') });
+    return;
   }
+  const { compileSeccomp } = await import('./plan/seccomp/index.js');
+  const out = compileSeccomp(profile.seccomp, host.arch as 'x86_64');
+  const c = { program: out.program, instructions: out.instructions, detail: `${out.denied.length} calls denied outright, ${out.argumentChecked.length} argument-checked` };
+  if (seccompCache.size > 32) seccompCache.clear();
+  seccompCache.set(key, c);
+  cachePut('seccomp', key, { ...c, program: c.program.toString('base64') });
+}
+
+function compileSeccompCached(config: Profile['seccomp'], arch: string): CompiledFilter {
+  const c = seccompCache.get(seccompKey(config, arch));
+  if (!c) throw new ClawjailError('ERR_CLAWJAIL_PLAN', 'seccomp filter was not compiled before planning', { hint: 'this is a bug in clawjail' });
   return c;
 }
 

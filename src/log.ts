@@ -1,30 +1,55 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { createRequire } from 'node:module';
-import pino, { type Logger, type LevelWithSilent } from 'pino';
+import type { Logger, LevelWithSilent } from 'pino';
 
 /**
  * The root logger writes to stderr: JSON lines when stderr is not a terminal, a readable form
- * when it is. stdout belongs to the workload.
+ * when it is (pino-pretty). stdout belongs to the workload.
+ *
+ * pino is loaded on the first line that is actually written: a CLI run that logs nothing at the
+ * active level (the common case) does not pay for loading it.
  */
-function createRootLogger(): Logger {
-  const level = (process.env.CLAWJAIL_LOG_LEVEL as LevelWithSilent | undefined) ?? 'warn';
+const LEVELS: Record<LevelWithSilent, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+const require = createRequire(import.meta.url);
+
+function createPino(level: LevelWithSilent): Logger {
+  const pino = require('pino') as typeof import('pino').default;
   const base = { name: 'clawjail' };
   if (process.stderr.isTTY && process.env.CLAWJAIL_LOG_FORMAT !== 'json') {
-    return pino({ level, base }, lazyPretty());
+    const pretty = require('pino-pretty') as (o: object) => NodeJS.WritableStream;
+    return pino({ level, base }, pretty({ destination: 2, sync: true, colorize: true, ignore: 'pid,hostname,name', translateTime: 'HH:MM:ss.l' }));
   }
   return pino({ level, base }, pino.destination({ fd: 2, sync: true }));
 }
 
-function lazyPretty(): NodeJS.WritableStream {
-  // pino-pretty is loaded only on a terminal; scripted runs do not pay for it.
-  const pretty = createRequire(import.meta.url)('pino-pretty') as (o: object) => NodeJS.WritableStream;
-  return pretty({ destination: 2, sync: true, colorize: true, ignore: 'pid,hostname,name', translateTime: 'HH:MM:ss.l' });
+type Method = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+const METHODS: Method[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+function lazyLogger(getLevel: () => LevelWithSilent, materialise: () => Logger): Logger {
+  const target: Record<string, unknown> = {
+    isLevelEnabled: (l: LevelWithSilent) => LEVELS[l] >= LEVELS[getLevel()],
+    child: (bindings: Record<string, unknown>) => lazyLogger(getLevel, () => materialise().child(bindings)),
+  };
+  for (const m of METHODS) {
+    target[m] = (...args: unknown[]) => {
+      if (LEVELS[m] < LEVELS[getLevel()]) return;
+      (materialise()[m] as (...a: unknown[]) => void)(...args);
+    };
+  }
+  Object.defineProperty(target, 'level', { get: getLevel, set: (l: LevelWithSilent) => setLogLevel(l), enumerable: true });
+  return target as unknown as Logger;
 }
 
-export const logger: Logger = createRootLogger();
+let level: LevelWithSilent = (process.env.CLAWJAIL_LOG_LEVEL as LevelWithSilent | undefined) ?? 'warn';
+if (!(level in LEVELS)) level = 'warn';
+let real: Logger | undefined;
+const materialiseRoot = (): Logger => (real ??= createPino(level));
 
-export function setLogLevel(level: LevelWithSilent): void {
-  logger.level = level;
+export const logger: Logger = lazyLogger(() => level, materialiseRoot);
+
+export function setLogLevel(l: LevelWithSilent): void {
+  level = l;
+  if (real) real.level = l;
 }
 
 /** One audit event: a decision a service made (egress, inference, approvals, launch). */

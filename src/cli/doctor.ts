@@ -17,7 +17,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   let layers: { layer: string; status: string; detail: string; hint?: string }[] = [];
   let refused: string | undefined;
   try {
-    layers = planLaunch({ command: ['true'], ...(values.profile ? { profile: values.profile } : {}) }).plan.report.layers;
+    layers = (await planLaunch({ command: ['true'], ...(values.profile ? { profile: values.profile } : {}) })).plan.report.layers;
   } catch (e) {
     refused = (e as Error).message;
   }

@@ -113,7 +113,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   };
   const { launch, planLaunch } = await import('../launch.js');
   if (v['dry-run']) {
-    const { plan } = planLaunch(options);
+    const { plan } = await planLaunch(options);
     process.stdout.write(JSON.stringify(plan, null, 2) + '\n');
     return 0;
   }

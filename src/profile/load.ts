@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -27,45 +27,8 @@ export interface LoadProfileOptions {
 
 const MAX_DEPTH = 8;
 
-interface CacheEntry {
-  loaded: LoadedProfile;
-  stamps: string[];
-}
-const cache = new Map<string, CacheEntry>();
-const MAX_CACHE = 64;
-
-function stamp(path: string): string {
-  try {
-    const st = statSync(path);
-    return `${path}:${st.ino}:${st.size}:${st.mtimeMs}`;
-  } catch {
-    return `${path}:missing`;
-  }
-}
-
-/**
- * Step 1 of the launch: read and validate; touches nothing else. An orchestrator launching many
- * sandboxes from the same profile pays for YAML parsing and validation once: results are kept per
- * (options, file identity and mtime) and re-validated when any file in the chain changes.
- */
+/** Step 1 of the launch: read and validate; touches nothing else. */
 export function loadProfile(options: LoadProfileOptions = {}): LoadedProfile {
-  let key: string | undefined;
-  try {
-    key = JSON.stringify([options.profile ?? 'default', options.overrides ?? [], options.cwd ?? process.cwd()]);
-  } catch {
-    key = undefined;
-  }
-  const hit = key !== undefined ? cache.get(key) : undefined;
-  if (hit && hit.stamps.every((s) => stamp(s.slice(0, s.indexOf(':'))) === s)) return structuredClone(hit.loaded);
-  const loaded = loadProfileUncached(options);
-  if (key !== undefined) {
-    if (cache.size >= MAX_CACHE) cache.delete(cache.keys().next().value!);
-    cache.set(key, { loaded: structuredClone(loaded), stamps: loaded.sources.map(stamp) });
-  }
-  return loaded;
-}
-
-function loadProfileUncached(options: LoadProfileOptions): LoadedProfile {
   const cwd = options.cwd ?? process.cwd();
   const sources: string[] = [];
   let raw: unknown;

@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import type { AuditSink } from '../log.js';
 import type { LaunchPlan } from '../plan/plan.js';
 import type { LoadedProfile } from '../profile/load.js';
-import { createControlServer, type ControlServer } from './control/index.js';
-import { createApprovalBroker, createEgressProxy, createProfileRulePersister, type ApprovalBroker, type ApprovalBrokerOptions, type EgressProxy, type Resolver } from './egress/index.js';
-import { createInferenceRouter, resolveCredentials, type InferenceRouter } from './inference/index.js';
+import type { ControlServer } from './control/index.js';
+import type { ApprovalBroker, ApprovalBrokerOptions, EgressProxy, Resolver } from './egress/index.js';
+import type { InferenceRouter } from './inference/index.js';
 
 export interface ServiceOptions {
   /** Asked for each destination no rule allows, when approvals are on. */
@@ -27,7 +27,8 @@ export interface RunningServices {
 
 /**
  * Step 4: the sandbox's services, created from the plan before the sandbox exists. Credentials
- * are resolved here, so a missing key stops the launch before anything runs.
+ * are resolved here, so a missing key stops the launch before anything runs. Each service's code
+ * is loaded only when the plan has that service.
  */
 export async function startServices(
   plan: LaunchPlan,
@@ -42,11 +43,16 @@ export async function startServices(
   let control: ControlServer | undefined;
 
   if (plan.services.inference) {
+    const { createInferenceRouter } = await import('./inference/router.js');
+    const { resolveCredentials } = await import('./inference/credentials.js');
     const credentials = resolveCredentials(profile.inference, options.credentialEnv ?? process.env);
     router = createInferenceRouter({ sandbox: plan.name, config: profile.inference, credentials, audit, logger });
   }
   if (plan.services.egress) {
     if (profile.network.approvals.enabled) {
+      const { createApprovalBroker } = await import('./egress/approvals.js');
+      const { createProfileRulePersister } = await import('./egress/persist.js');
+      const { createControlServer } = await import('./control/server.js');
       broker = createApprovalBroker({
         timeoutMs: profile.network.approvals.timeoutMs,
         ...(options.onApproval ? { onApproval: options.onApproval } : {}),
@@ -56,6 +62,7 @@ export async function startServices(
       control = createControlServer({ sandbox: plan.name, broker, audit, logger });
       await control.listen();
     }
+    const { createEgressProxy } = await import('./egress/proxy.js');
     proxy = createEgressProxy({
       sandbox: plan.name,
       policy: profile.network,

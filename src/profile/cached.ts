@@ -1,0 +1,45 @@
+import { statSync } from 'node:fs';
+import { cacheGet, cachePut } from '../cache.js';
+import type { LoadedProfile, LoadProfileOptions } from './load.js';
+
+/**
+ * loadProfile with caches in front: in memory for a long-lived orchestrator, on disk for the CLI.
+ * A hit is re-checked against every file of the `extends` chain (inode, size, mtime), so an edited
+ * profile is always re-read and re-validated.
+ */
+const memory = new Map<string, { loaded: LoadedProfile; stamps: string[] }>();
+
+function stamp(path: string): string {
+  try {
+    const st = statSync(path);
+    return `${path}\0${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return `${path}\0missing`;
+  }
+}
+const fresh = (stamps: string[]) => stamps.every((s) => stamp(s.slice(0, s.indexOf('\0'))) === s);
+
+export async function loadProfileCached(options: LoadProfileOptions): Promise<LoadedProfile> {
+  let key: string | undefined;
+  try {
+    key = JSON.stringify([options.profile ?? 'default', options.overrides ?? [], options.cwd ?? process.cwd()]);
+  } catch {
+    key = undefined;
+  }
+  if (key !== undefined) {
+    const hit = memory.get(key) ?? cacheGet<{ loaded: LoadedProfile; stamps: string[] }>('profile', key);
+    if (hit && fresh(hit.stamps)) {
+      if (!memory.has(key)) memory.set(key, hit);
+      return structuredClone(hit.loaded);
+    }
+  }
+  const { loadProfile } = await import('./load.js');
+  const loaded = loadProfile(options);
+  if (key !== undefined) {
+    const entry = { loaded: structuredClone(loaded), stamps: loaded.sources.map(stamp) };
+    if (memory.size >= 64) memory.delete(memory.keys().next().value!);
+    memory.set(key, entry);
+    cachePut('profile', key, entry);
+  }
+  return loaded;
+}
