@@ -5,7 +5,7 @@ const HELP = `Usage:
   clawjail approve ID [--always] [--name N]   let it through (--always also adds a rule to the profile)
   clawjail deny ID [--name N]                 refuse it
 
---name is needed when more than one sandbox is running.
+Without --name, approve and deny look for the ID in every running sandbox of this user.
 `;
 
 export async function approvalsCommand(cmd: 'approvals' | 'approve' | 'deny', argv: string[]): Promise<number> {
