@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess, type IOType, type StdioOptions } from 'node:child_process';
 import type { Stream } from 'node:stream';
-import { chownSync, mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, homedir, tmpdir } from 'node:os';
 import net from 'node:net';
 import { join, posix } from 'node:path';
@@ -121,7 +121,8 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     const exited = new Promise<ExitStatus>((resolve) => {
       child.on('exit', (code, signal) => {
         const status = code ?? 128 + (signal ? (osSignals[signal] ?? 0) : 0);
-        resolve({ code, signal, status });
+        const oom = plan.cgroup ? oomKills(plan.cgroup.dir) : 0;
+        resolve({ code, signal, status, ...(oom > 0 ? { oomKilled: true } : {}) });
       });
     });
     // 6–8. wait for the sandbox to come up
@@ -142,7 +143,8 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     sandbox = new Sandbox({ plan, child, channel, exited, published });
     const handle = sandbox;
     exited.then(async (st) => {
-      audit.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal });
+      if (st.oomKilled) log.warn({ sandbox: name }, `the kernel's OOM killer killed a process in the sandbox (memory.max=${plan.cgroup?.settings['memory.max']})`);
+      audit.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });
       // 10. teardown, in reverse order
       await teardown();
       handle.emit('exit', st);
@@ -255,10 +257,39 @@ function prepareSandboxDir(profile: Profile, host: HostFacts, name: string): { h
   return { host: fact.real, ephemeral: false };
 }
 
+/** oom_kill count from the sandbox cgroup's memory.events (0 when absent). */
+function oomKills(dir: string): number {
+  try {
+    const m = /^oom_kill (\d+)$/m.exec(readFileSync(join(dir, 'memory.events'), 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Creates the sandbox's cgroup under the supervisor's own and writes its limits. cgroup v2 lets a
+ * parent hand controllers to children only while it holds no processes itself ("no internal
+ * processes"), so when the supervisor's cgroup has them off, the supervisor first moves into a
+ * leaf of its own (`supervisor/`) and then enables the controllers — as container runtimes do.
+ */
 function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[], log: Logger): void {
   if (!plan.cgroup) return;
   const { dir, settings, mode } = plan.cgroup;
+  const parent = posix.dirname(dir);
   try {
+    const wanted = [...new Set(Object.keys(settings).map((k) => k.split('.')[0]!))];
+    const enabled = readFileSync(join(parent, 'cgroup.subtree_control'), 'utf8').split(/\s+/);
+    const missing = wanted.filter((c) => !enabled.includes(c));
+    if (missing.length) {
+      const procs = readFileSync(join(parent, 'cgroup.procs'), 'utf8').trim();
+      if (procs) {
+        const leaf = join(parent, 'supervisor');
+        mkdirSync(leaf, { recursive: true });
+        writeFileSync(join(leaf, 'cgroup.procs'), String(process.pid));
+      }
+      writeFileSync(join(parent, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
+    }
     mkdirSync(dir);
     cleanups.push(() => {
       // Processes are gone once the helper exited; rmdir can race the kernel's release briefly.
@@ -275,10 +306,11 @@ function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[], log: Logger):
     for (const [file, value] of Object.entries(settings)) writeFileSync(join(dir, file), value);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const reason = `cannot set up cgroup ${dir}: ${err.code ?? err.message}`;
-    if (mode === 'required') throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', `cgroup limits are required but ${reason}`, { hint: 'delegate a cgroup v2 subtree to clawjail, or set limits.cgroup.mode: best-effort', path: dir });
+    const reason = `cannot set up cgroup ${dir}: ${err.code ?? err.message}${err.path ? ` (${err.path})` : ''}`;
+    if (mode === 'required') throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', `cgroup limits are required but ${reason}`, { hint: 'delegate a cgroup v2 subtree to clawjail (root, or systemd-run --user --scope -p Delegate=yes), or set limits.cgroup.mode: best-effort', path: dir });
     log.warn(reason);
     plan.native.cgroupProcs = null;
+    plan.cgroup = null;
     const layer = plan.report.layers.find((l) => l.layer === 'cgroup');
     if (layer) Object.assign(layer, { status: 'unavailable', detail: reason });
   }
@@ -324,7 +356,7 @@ function waitForStart(channel: InitChannel, child: ChildProcess, exited: Promise
 const STEP_HINTS: [RegExp, (f: SetupFailure) => string][] = [
   [/^namespaces\.clone$/, (f) => explainUsernsFailure(f.errno, false, false)],
   [/^userns\./, () => 'the kernel refused the uid/gid map; see `clawjail doctor`'],
-  [/^mount\.bind_source$/, (f) => (f.errno === 13 ? `the caller cannot read ${f.path}; bind something it can read` : `check that ${f.path} exists`)],
+  [/^mount\.bind_source$/, (f) => (f.errno === 13 ? `the caller cannot read ${f.path}; bind something it can read` : f.errno === 40 ? `${f.path} became a symlink after clawjail resolved it; refusing to follow it` : `check that ${f.path} exists`)],
   [/^mount\.proc$/, () => 'the kernel refuses a fresh /proc when the visible /proc is partly masked (containers do this); run with an unmasked /proc (docker: --security-opt systempaths=unconfined)'],
   [/^mount\./, () => 'the mount namespace could not be built as planned; run with --log-level debug and report the step'],
   [/^landlock\./, () => 'landlock refused the ruleset; set landlock.mode: off to run without it, or report the step'],

@@ -13,6 +13,8 @@ export interface ExitStatus {
   signal: NodeJS.Signals | null;
   /** One number, as a shell reports it: the code, or 128 + the signal number. */
   status: number;
+  /** Set when the sandbox's cgroup reports the kernel OOM-killed a process in it. */
+  oomKilled?: boolean;
 }
 
 /**

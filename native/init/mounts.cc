@@ -31,6 +31,7 @@ struct OpenHow {
   uint64_t resolve;
 };
 constexpr uint64_t kResolveNoMagiclinks = 0x02;
+constexpr uint64_t kResolveNoSymlinks = 0x04;
 constexpr uint64_t kResolveInRoot = 0x10;
 
 struct MountAttr {
@@ -249,7 +250,10 @@ bool openSources(const plan::Plan& plan, Sources* out) {
   for (size_t i = 0; i < plan.mounts.size(); i++) {
     const plan::Mount& m = plan.mounts[i];
     if (m.op == plan::MountOp::Bind) {
-      int fd = open(m.src.c_str(), O_PATH | O_CLOEXEC);
+      // The planner resolved every symlink; one here means the path changed since (ELOOP).
+      OpenHow how{O_PATH | O_CLOEXEC, 0, kResolveNoSymlinks};
+      int fd = static_cast<int>(syscall(__NR_openat2, AT_FDCWD, m.src.c_str(), &how, sizeof how));
+      if (fd < 0 && errno == ENOSYS) fd = open(m.src.c_str(), O_PATH | O_CLOEXEC | O_NOFOLLOW);
       if (fd < 0) return errors::fail("mount.bind_source", errno, m.src);
       out->mountFds[i] = fd;
     } else if (m.op == plan::MountOp::Dev) {

@@ -144,6 +144,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const status = await new Promise<import('../sandbox.js').ExitStatus>((resolve) => started.once('exit', resolve));
   for (const [sig, h] of handlers) process.off(sig, h);
   if (statusFile) writeJsonFile(statusFile, { sandbox: started.name, sandboxDir: started.sandboxDir, report: started.report, warnings: started.plan.warnings, exit: status });
+  if (status.oomKilled) process.stderr.write(`clawjail: the sandbox ran out of memory: the kernel's OOM killer ended a process (limits.cgroup.memoryMax)\n`);
   // 128+N for a workload killed by signal N, as a shell reports it.
   return status.status;
 }

@@ -241,7 +241,14 @@ function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, 
   }
   const needed = Object.keys(settings).map((k) => k.split('.')[0]!);
   const missing = needed.filter((k) => !host.cgroup.controllers.includes(k));
-  const reason = !host.cgroup.dir || !dir ? host.cgroup.reason ?? 'cgroup v2 is not available' : !host.cgroup.writable ? host.cgroup.reason : missing.length ? `controller(s) ${missing.join(', ')} not available at ${host.cgroup.dir}` : undefined;
+  const reason =
+    !host.cgroup.dir || !dir
+      ? (host.cgroup.reason ?? 'cgroup v2 is not available')
+      : !host.cgroup.writable
+        ? host.cgroup.reason
+        : missing.length
+          ? `the ${missing.join(', ')} controller${missing.length > 1 ? 's are' : ' is'} not available at ${host.cgroup.dir}${host.cgroup.reason ? ` (${host.cgroup.reason})` : ''}`
+          : undefined;
   if (reason) {
     if (c.mode === 'required') {
       throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', `cgroup limits are required but unavailable: ${reason}`, {

@@ -194,3 +194,32 @@ describe('the network boundary from inside', () => {
     expect(r.stdout).toMatch(/dns=2/);
   });
 });
+
+const cgroupReady = host.cgroup.writable && ['memory', 'pids'].every((c) => host.cgroup.controllers.includes(c));
+describe.skipIf(!cgroupReady)(`cgroup v2 limits (skipped on this host: ${host.cgroup.reason ?? 'ready'})`, () => {
+  it('caps a fork bomb with pids.max and OOM-kills an over-allocation inside, while the supervisor reports it', async () => {
+    const p = profile('cgroup.yaml', 'limits:\n  cgroup:\n    mode: required\n    pidsMax: 32\n    memoryMax: 64m\n');
+    const bomb = await clawjail(['run', '--profile', p, '--', ...py('import os, errno\nn = 0\ntry:\n    while n < 1000:\n        if os.fork() == 0:\n            import time; time.sleep(5); os._exit(0)\n        n += 1\nexcept OSError as e:\n    print(n, errno.errorcode[e.errno])')]);
+    const [n, err] = bomb.stdout.trim().split(' ');
+    expect(err).toBe('EAGAIN');
+    expect(Number(n)).toBeLessThan(32);
+    const hog = await clawjail(['run', '--profile', p, '--status-json', '-', '--', ...py('x = bytearray(512 * 1024 * 1024)\nprint("survived")')]);
+    const st = JSON.parse(hog.stdout) as { exit: { signal: string; oomKilled: boolean } };
+    expect(st.exit).toMatchObject({ signal: 'SIGKILL', oomKilled: true });
+    expect(hog.stderr).toContain("OOM killer");
+  });
+});
+
+describe('cgroup limits where this host cannot provide them', () => {
+  it.skipIf(cgroupReady)('best-effort reports unavailable with the reason; required refuses (125)', async () => {
+    const best = profile('cg-best.yaml', 'limits:\n  cgroup:\n    pidsMax: 32\n');
+    const r = await clawjail(['run', '--profile', best, '--status-json', '-', '--', 'true']);
+    const st = JSON.parse(r.stdout) as Status;
+    expect(layer(st, 'cgroup')).toMatchObject({ status: 'unavailable', mode: 'best-effort' });
+    expect(layer(st, 'cgroup').detail).toContain(host.cgroup.writable ? 'the pids controller is not available' : host.cgroup.reason!);
+    const req = profile('cg-req.yaml', 'limits:\n  cgroup:\n    mode: required\n    pidsMax: 32\n');
+    const refused = await clawjail(['run', '--profile', req, '--', 'true']);
+    expect(refused.exitCode).toBe(125);
+    expect(refused.stderr).toContain('cgroup limits are required but unavailable');
+  });
+});
