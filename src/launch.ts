@@ -1,6 +1,4 @@
-import { spawn, type ChildProcess, type IOType, type StdioOptions } from 'node:child_process';
-import type { Stream } from 'node:stream';
-import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, homedir, tmpdir } from 'node:os';
 import net from 'node:net';
 import { join, posix } from 'node:path';
@@ -31,8 +29,8 @@ export interface LaunchOptions extends ServiceOptions {
   command: string[];
   /** Sandbox name (default: profile name, else clawjail-<pid>-<n>). */
   name?: string;
-  /** stdio of the workload: inherit (default), pipe, or per-stream. */
-  stdio?: 'inherit' | 'pipe' | StdioOptions;
+  /** stdio of the workload: inherit (default), pipe, ignore, or per stream (a file descriptor number also works). */
+  stdio?: StdioSpec | [StdioSpec, StdioSpec, StdioSpec];
   /** Host environment the passthrough variables are read from (default process.env). */
   env?: Record<string, string | undefined>;
   /** Directory relative profile paths are resolved against (default process.cwd()). */
@@ -41,6 +39,8 @@ export interface LaunchOptions extends ServiceOptions {
   /** Also write audit events to this file as JSON lines. */
   auditLog?: string;
 }
+
+export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
 
 let counter = 0;
 
@@ -106,27 +106,47 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     const [ours, theirs] = addon().socketpair();
     const channel = new InitChannel(ours);
     cleanups.push(() => channel.close());
-    const stdio = normaliseStdio(options.stdio);
-    // Without a terminal to share, the helper gets its own session: keyboard signals then reach
-    // only the supervisor, which forwards them once.
+    const stdio = openStdio(options.stdio);
+    cleanups.push(() => stdio.closeParentEnds());
     const planFd = addon().planPipe(Buffer.from(JSON.stringify(plan.native)));
-    let child: ChildProcess;
+    let spawned: { pid: number; pidfd: number };
     try {
-      child = spawn(helperPath(), [], { stdio: [...stdio, planFd, theirs], env: {}, cwd: '/', detached: !profile.process.tty });
+      // Without a terminal to share, the helper gets its own session: keyboard signals then reach
+      // only the supervisor, which forwards them once.
+      spawned = addon().spawnHelper({ path: helperPath(), fds: [...stdio.childFds, planFd, theirs], setsid: !profile.process.tty });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot start clawjail-init (${helperPath()}): ${err.message}`, {
+        hint: 'run `npm run build:native` in the clawjail package',
+        ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
+      });
     } finally {
       addon().closeFd(planFd);
       addon().closeFd(theirs);
+      stdio.closeChildEnds();
     }
-
+    const pid = spawned.pid;
+    let alive = true;
+    const kill = (signal: NodeJS.Signals | number): boolean => {
+      if (!alive) return false;
+      try {
+        process.kill(pid, signal);
+        return true;
+      } catch {
+        return false;
+      }
+    };
     const exited = new Promise<ExitStatus>((resolve) => {
-      child.on('exit', (code, signal) => {
-        const status = code ?? 128 + (signal ? (osSignals[signal] ?? 0) : 0);
+      addon().watchExit(pid, spawned.pidfd, (code, signum) => {
+        alive = false;
+        const signal = signum === null ? null : ((Object.entries(osSignals).find(([, n]) => n === signum)?.[0] ?? null) as NodeJS.Signals | null);
+        const status = code ?? 128 + (signum ?? 0);
         const oom = plan.cgroup ? oomKills(plan.cgroup.dir) : 0;
         resolve({ code, signal, status, ...(oom > 0 ? { oomKilled: true } : {}) });
       });
     });
     // 6–8. wait for the sandbox to come up
-    const started = await waitForStart(channel, child, exited, services);
+    const started = await waitForStart(channel, kill, exited, services);
     if (!started.ok) {
       await exited;
       throw failureToError(started.failure, options.command, plan);
@@ -136,11 +156,11 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     try {
       published = await publishPorts(plan, channel, cleanups);
     } catch (e) {
-      child.kill('SIGKILL');
+      kill('SIGKILL');
       await exited;
       throw e;
     }
-    sandbox = new Sandbox({ plan, child, channel, exited, published });
+    sandbox = new Sandbox({ plan, pid, kill, stdio: stdio.parentStreams, channel, exited, published });
     const handle = sandbox;
     exited.then(async (st) => {
       if (st.oomKilled) log.warn({ sandbox: name }, `the kernel's OOM killer killed a process in the sandbox (memory.max=${plan.cgroup?.settings['memory.max']})`);
@@ -316,17 +336,44 @@ function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[], log: Logger):
   }
 }
 
-type StdioEntry = IOType | 'ipc' | Stream | number | null | undefined;
-
-function normaliseStdio(stdio: LaunchOptions['stdio']): StdioEntry[] {
-  if (stdio === undefined) return ['inherit', 'inherit', 'inherit'];
-  if (typeof stdio === 'string') return [stdio, stdio, stdio] as StdioEntry[];
-  return (stdio as StdioEntry[]).slice(0, 3);
+/**
+ * The workload's stdio as fds for the helper, and the supervisor's ends for 'pipe'. The helper's
+ * own stdio is the workload's: it passes them on untouched.
+ */
+function openStdio(spec: LaunchOptions['stdio']) {
+  const specs: StdioSpec[] = Array.isArray(spec) ? spec : [spec ?? 'inherit', spec ?? 'inherit', spec ?? 'inherit'];
+  const childFds: number[] = [];
+  const childOnly: number[] = [];
+  const parentFds: number[] = [];
+  const streams: (net.Socket | null)[] = [null, null, null];
+  specs.forEach((s, i) => {
+    if (s === 'inherit') childFds.push(i);
+    else if (typeof s === 'number') childFds.push(s);
+    else if (s === 'ignore') {
+      const fd = openSync('/dev/null', i === 0 ? 'r' : 'w');
+      childFds.push(fd);
+      childOnly.push(fd);
+    } else {
+      const [r, w] = addon().pipe();
+      const [child, parent] = i === 0 ? [r, w] : [w, r];
+      childFds.push(child);
+      childOnly.push(child);
+      parentFds.push(parent);
+      streams[i] = new net.Socket({ fd: parent, readable: i !== 0, writable: i === 0 });
+    }
+  });
+  return {
+    childFds,
+    parentStreams: { stdin: streams[0], stdout: streams[1], stderr: streams[2] } as { stdin: net.Socket | null; stdout: net.Socket | null; stderr: net.Socket | null },
+    closeChildEnds: () => childOnly.forEach((fd) => (fd > 2 ? closeSync(fd) : undefined)),
+    // Output pipes end by themselves when the workload exits; stdin is ours to close.
+    closeParentEnds: (): void => void streams[0]?.destroy(),
+  };
 }
 
 type StartResult = { ok: true } | { ok: false; failure: SetupFailure | { step: 'exit'; code: number | null; signal: string | null } };
 
-function waitForStart(channel: InitChannel, child: ChildProcess, exited: Promise<ExitStatus>, services: RunningServices): Promise<StartResult> {
+function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean, exited: Promise<ExitStatus>, services: RunningServices): Promise<StartResult> {
   return new Promise((resolve) => {
     let failure: SetupFailure | undefined;
     let serving: Promise<void> = Promise.resolve();
@@ -340,12 +387,11 @@ function waitForStart(channel: InitChannel, child: ChildProcess, exited: Promise
       serving.then(
         () => resolve({ ok: true }),
         (e: unknown) => {
-          child.kill('SIGKILL');
+          kill('SIGKILL');
           resolve({ ok: false, failure: { step: 'services.listen', errno: (e as NodeJS.ErrnoException).errno ? Math.abs((e as NodeJS.ErrnoException).errno!) : 0, path: '', detail: String(e) } });
         },
       );
     });
-    child.on('error', (e) => resolve({ ok: false, failure: { step: 'spawn', errno: Math.abs((e as NodeJS.ErrnoException).errno ?? 0), path: helperPath(), detail: e.message } }));
     exited.then((st) => {
       // An exit before "ready": either a reported failure or an unexpected death.
       resolve({ ok: false, failure: failure ?? { step: 'exit', code: st.code, signal: st.signal } });

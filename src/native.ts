@@ -30,6 +30,12 @@ export interface Addon {
   closeFd(fd: number): void;
   /** A pipe already holding data (write end closed); returns the read end. */
   planPipe(data: Buffer): number;
+  /** pipe2(O_CLOEXEC): [read, write]. */
+  pipe(): [number, number];
+  /** posix_spawn of the helper with fds[i] as its fd i, an empty environment, cwd /. */
+  spawnHelper(o: { path: string; fds: number[]; setsid: boolean }): { pid: number; pidfd: number };
+  /** Reaps the child and calls back once with (code, null) or (null, signal number). */
+  watchExit(pid: number, pidfd: number, onExit: (code: number | null, signal: number | null) => void): void;
   Channel: new (fd: number, onMessage: (data: Buffer | null, fds: number[]) => void) => NativeChannel;
 }
 

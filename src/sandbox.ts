@@ -1,4 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
@@ -35,13 +34,15 @@ export class Sandbox extends EventEmitter {
   readonly stderr: Readable | null;
   /** Where the workload's /sandbox lives on the host (removed at exit when temporary). */
   readonly sandboxDir: string;
-  private readonly child: ChildProcess;
+  private readonly killer: (signal: NodeJS.Signals | number) => boolean;
   private readonly channel: InitChannel;
 
   /** @internal */
   constructor(init: {
     plan: LaunchPlan;
-    child: ChildProcess;
+    pid: number;
+    kill: (signal: NodeJS.Signals | number) => boolean;
+    stdio: { stdin: Writable | null; stdout: Readable | null; stderr: Readable | null };
     channel: InitChannel;
     exited: Promise<ExitStatus>;
     published: { hostAddress: string; hostPort: number; port: number }[];
@@ -50,20 +51,20 @@ export class Sandbox extends EventEmitter {
     this.plan = init.plan;
     this.name = init.plan.name;
     this.report = init.plan.report;
-    this.child = init.child;
-    this.pid = init.child.pid!;
+    this.killer = init.kill;
+    this.pid = init.pid;
     this.channel = init.channel;
     this.exited = init.exited;
     this.published = init.published;
     this.sandboxDir = init.plan.sandboxDir.host;
-    this.stdin = init.child.stdin;
-    this.stdout = init.child.stdout;
-    this.stderr = init.child.stderr;
+    this.stdin = init.stdio.stdin;
+    this.stdout = init.stdio.stdout;
+    this.stderr = init.stdio.stderr;
   }
 
   /** Sends a signal to the workload (through the monitor and the sandbox's init). */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    return this.child.kill(signal);
+    return this.killer(signal);
   }
 
   /** A TCP connection to 127.0.0.1:port inside the sandbox. */

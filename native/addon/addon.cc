@@ -2,6 +2,8 @@
 // SOCK_SEQPACKET socketpair for the channel to clawjail-init, and message + fd passing on it
 // driven by libuv so the event loop never blocks.
 #include <napi.h>
+#include <spawn.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include <cerrno>
@@ -18,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #ifndef __NR_landlock_create_ruleset
@@ -129,6 +132,133 @@ Napi::Value PlanPipe(const Napi::CallbackInfo& info) {
   }
   close(p[1]);
   return Napi::Number::New(env, p[0]);
+}
+
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) throw errnoError(info.Env(), errno, "pipe2");
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, p[0]);
+  out.Set(1u, p[1]);
+  return out;
+}
+
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+// Starts the helper with posix_spawn (a vfork-style clone: no copy of the supervisor's page
+// tables, whatever its size), a given fd layout, an empty environment, default signal
+// dispositions and an empty mask. Returns {pid, pidfd}; pidfd is -1 on kernels without it.
+Napi::Value SpawnHelper(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  std::string path = o.Get("path").As<Napi::String>().Utf8Value();
+  Napi::Array fdsArr = o.Get("fds").As<Napi::Array>();
+  bool setsid = o.Get("setsid").ToBoolean().Value();
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < fdsArr.Length(); i++) fds.push_back(fdsArr.Get(i).As<Napi::Number>().Int32Value());
+
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  // Move every source fd above the target range first, so dup2 into 0..n-1 never clobbers a
+  // source that is still needed.
+  int base = static_cast<int>(fds.size());
+  for (int fd : fds) base = std::max(base, fd + 1);
+  for (size_t i = 0; i < fds.size(); i++) posix_spawn_file_actions_adddup2(&fa, fds[i], base + static_cast<int>(i));
+  for (size_t i = 0; i < fds.size(); i++) posix_spawn_file_actions_adddup2(&fa, base + static_cast<int>(i), static_cast<int>(i));
+  for (size_t i = 0; i < fds.size(); i++) posix_spawn_file_actions_addclose(&fa, base + static_cast<int>(i));
+  posix_spawn_file_actions_addchdir_np(&fa, "/");
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (setsid) flags |= POSIX_SPAWN_SETSID;
+  posix_spawnattr_setflags(&attr, flags);
+  char* argv[] = {const_cast<char*>(path.c_str()), nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid;
+  int rc = posix_spawn(&pid, path.c_str(), &fa, &attr, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) throw errnoError(env, rc, "posix_spawn");
+  int pidfd = static_cast<int>(syscall(__NR_pidfd_open, pid, 0));
+  if (pidfd >= 0) fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", pid);
+  out.Set("pidfd", pidfd);
+  return out;
+}
+
+// Watches a child started by SpawnHelper and reaps it: onExit(code, signal) once. With a pidfd
+// the wait is event-driven; without one (kernels < 5.3) a 10 ms timer polls waitpid(WNOHANG).
+class ExitWatch {
+ public:
+  static void Start(Napi::Env env, pid_t pid, int pidfd, Napi::Function cb) {
+    auto* w = new ExitWatch();
+    w->env_ = env;
+    w->pid_ = pid;
+    w->pidfd_ = pidfd;
+    w->cb_ = Napi::Persistent(cb);
+    uv_loop_t* loop;
+    napi_get_uv_event_loop(env, &loop);
+    if (pidfd >= 0) {
+      uv_poll_init(loop, &w->poll_, pidfd);
+      w->poll_.data = w;
+      uv_poll_start(&w->poll_, UV_READABLE, [](uv_poll_t* h, int, int) { static_cast<ExitWatch*>(h->data)->Check(); });
+    } else {
+      uv_timer_init(loop, &w->timer_);
+      w->timer_.data = w;
+      uv_timer_start(&w->timer_, [](uv_timer_t* h) { static_cast<ExitWatch*>(h->data)->Check(); }, 10, 10);
+    }
+  }
+
+ private:
+  void Check() {
+    int status;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR)) return;
+    Napi::HandleScope scope(env_);
+    Napi::Value code = env_.Null(), sig = env_.Null();
+    if (r == pid_) {
+      if (WIFEXITED(status)) code = Napi::Number::New(env_, WEXITSTATUS(status));
+      else if (WIFSIGNALED(status)) sig = Napi::Number::New(env_, WTERMSIG(status));
+    } else {
+      code = Napi::Number::New(env_, -1);
+    }
+    Napi::FunctionReference cb = std::move(cb_);
+    if (pidfd_ >= 0) {
+      uv_poll_stop(&poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(&poll_), [](uv_handle_t* h) {
+        auto* self = static_cast<ExitWatch*>(h->data);
+        close(self->pidfd_);
+        delete self;
+      });
+    } else {
+      uv_timer_stop(&timer_);
+      uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) { delete static_cast<ExitWatch*>(h->data); });
+    }
+    cb.MakeCallback(env_.Global(), {code, sig});
+  }
+
+  Napi::Env env_ = nullptr;
+  pid_t pid_ = 0;
+  int pidfd_ = -1;
+  uv_poll_t poll_;
+  uv_timer_t timer_;
+  Napi::FunctionReference cb_;
+};
+
+Napi::Value WatchExit(const Napi::CallbackInfo& info) {
+  ExitWatch::Start(info.Env(), info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Function>());
+  return info.Env().Undefined();
 }
 
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
@@ -264,6 +394,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("planPipe", Napi::Function::New(env, PlanPipe));
+  exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("spawnHelper", Napi::Function::New(env, SpawnHelper));
+  exports.Set("watchExit", Napi::Function::New(env, WatchExit));
   exports.Set("Channel", Channel::Init(env));
   return exports;
 }

@@ -36,8 +36,24 @@ function readTrim(path: string): string | undefined {
   }
 }
 
-/** Step 2: facts about the host. `checkUserns` forks a throwaway child; launch skips it. */
+let recent: { at: number; facts: HostFacts } | undefined;
+const FRESH_MS = 2000;
+
+/**
+ * Step 2: facts about the host. `checkUserns` forks a throwaway child; launch skips it. An
+ * orchestrator launching in bursts reuses facts for two seconds (they change on reboot or
+ * reconfiguration, not between launches); a wrong fact can only make a launch fail, never weaken
+ * it, since every layer is set up and checked by the kernel at launch.
+ */
 export function probeHost(options: { checkUserns?: boolean } = {}): HostFacts {
+  const now = Date.now();
+  if (!options.checkUserns && recent && now - recent.at < FRESH_MS) return structuredClone(recent.facts);
+  const facts = probeHostNow(options);
+  if (!options.checkUserns) recent = { at: now, facts: structuredClone(facts) };
+  return facts;
+}
+
+function probeHostNow(options: { checkUserns?: boolean }): HostFacts {
   const n = addon().probe({ skipUserns: !options.checkUserns });
   const container = detectContainer();
   const status = readTrim('/proc/self/status') ?? '';
