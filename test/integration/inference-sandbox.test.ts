@@ -321,6 +321,21 @@ describe(`router policy seen from inside (as ${AS})`, () => {
     expect(r.stderr).not.toContain(KEY_B);
   });
 
+  it('the workload cannot replace, rename, chmod or shadow the router socket (EROFS)', async () => {
+    const code = [
+      'import errno, os, socket',
+      'def t(f):',
+      '    try:',
+      '        f(); return "OK"',
+      '    except OSError as e:',
+      '        return errno.errorcode[e.errno]',
+      'S = "/run/clawjail/inference.sock"',
+      'print(t(lambda: os.unlink(S)), t(lambda: os.rename(S, S + ".old")), t(lambda: os.chmod(S, 0)), t(lambda: socket.socket(socket.AF_UNIX).bind("/run/clawjail/evil.sock")))',
+    ].join('\n');
+    const r = await clawjail(['run', ...routeA(), '--', 'python3', '-c', code], { as: AS, env: ENV });
+    expect(r.stdout.trim()).toBe('EROFS EROFS EROFS EROFS');
+  });
+
   it('two sandboxes at once, each with its own key, each reach only their own upstream', async () => {
     const one = (name: string, up: FakeUpstream, variable: string) =>
       clawjail(['run', '--route', `${name}=${up.baseUrl}`, '--route-credential-env', `${name}=${variable}`, '--', ...sh(`${CALL}\nfor i in 1 2 3; do call r$i http://inference.local/v1/chat/completions ${chat('m')}; done`)], {
@@ -439,8 +454,9 @@ describe(`router policy seen from inside (as ${AS})`, () => {
       const mine = rows.filter((x) => x[0] === way);
       expect(mine.map((x) => x[2]), way).toEqual(['one ', 'two ', 'three ', 'four ', 'five']);
       const times = mine.map((x) => x[1]);
-      // 150 ms apart upstream: a buffering hop would deliver them together
-      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!, `${way} gap ${i}`).toBeGreaterThanOrEqual(90);
+      // 150 ms apart upstream; a buffering hop would deliver them together (gaps near 0), and 50 ms
+      // leaves room for scheduling jitter on a loaded machine
+      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!, `${way} gap ${i}`).toBeGreaterThanOrEqual(50);
       expect(times[4]! - times[0]!, way).toBeGreaterThanOrEqual(450);
     }
   });
@@ -516,8 +532,8 @@ console.log(JSON.stringify({ status: r.status, type: r.headers.get('content-type
       expect(out.type).toBe('text/event-stream; charset=utf-8');
       expect(out.pieces.map((p) => p[1])).toEqual(['one ', 'two ', 'three ', 'four ', 'five']);
       const times = out.pieces.map((p) => p[0]);
-      expect(times[0]! - out.headersAt).toBeGreaterThanOrEqual(90);
-      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!, `gap ${i}`).toBeGreaterThanOrEqual(90);
+      expect(times[0]! - out.headersAt).toBeGreaterThanOrEqual(50);
+      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!, `gap ${i}`).toBeGreaterThanOrEqual(50);
       expect(out.done).toBe(true);
       expect(out.usage).toEqual({ prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 });
     });
