@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { launch, type Sandbox } from '../../src/index.js';
 
@@ -44,6 +45,8 @@ describe('launch() as a library', () => {
 
   it('kill() reaches the workload; the status says which signal', async () => {
     const sb = await launch({ command: ['sleep', '100'], stdio: 'pipe' });
+    // The helper started with an empty environment: nothing of the supervisor's (API keys) is in it.
+    expect(readFileSync(`/proc/${sb.pid}/environ`).length).toBe(0);
     sb.kill('SIGKILL');
     expect(await sb.exited).toEqual({ code: null, signal: 'SIGKILL', status: 137 });
   });

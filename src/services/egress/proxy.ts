@@ -7,7 +7,7 @@ import type { AllowRule, NetworkConfig } from '../../profile/network.js';
 import type { ApprovalBroker } from './approvals.js';
 import { formatIp, parseIp } from './ip.js';
 import { matchEgress, type EgressDecision, type EgressReason, type EgressRequest } from './policy.js';
-import { MAX_CLIENT_HELLO_BYTES, checkTunnelStart, scanClientHello } from './sni.js';
+import { MAX_CLIENT_HELLO_BYTES, TLS_PORTS, checkTunnelStart, scanClientHello } from './sni.js';
 import { parseConnectTarget, parseProxyRequestUrl, type Target } from './target.js';
 
 /**
@@ -340,6 +340,15 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       return;
     }
     const handler = local.get(target.host);
+    if (handler && !target.hostIsIp && TLS_PORTS.has(target.port)) {
+      // The local services speak plain HTTP: the traffic never leaves this machine, so TLS would
+      // add nothing but a certificate the sandbox would have to trust. Say so instead of failing
+      // the client's handshake with an unreadable error.
+      const detail = `${target.host} is served by clawjail in plain HTTP only: use http://${target.host}/ (the request never leaves this machine)`;
+      emitDecision(conn, 'deny', 'unsupported', detail);
+      refuseRaw(socket, 403, 'unsupported', `clawjail: ${detail}\n`);
+      return;
+    }
     if (handler && !target.hostIsIp) {
       emitDecision(conn, 'allow', 'local', `${target.host} is served by the supervisor`);
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
