@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, lchown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -25,6 +25,11 @@ export interface InitOptions {
   stateHome?: string;
   hostHome?: string;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Host uid/gid the sandbox runs as when clawjail runs as root (the profile's identity): the
+   * sandbox dir must belong to it, since the launcher refuses a dir owned by anyone else.
+   */
+  owner?: { uid: number; gid: number };
   /** Fixed token (tests); default 32 random bytes, hex. */
   gatewayToken?: string;
   now?: Date;
@@ -125,6 +130,8 @@ export async function initOpenClawSandbox(options: InitOptions = {}): Promise<In
   if (prepared.secrets.length > 0) await mkdir(paths.keysDir, { recursive: true, mode: 0o700 });
   for (const s of prepared.secrets) await writeFileAtomic(s.file, s.value + '\n', 0o600);
 
+  if (options.owner) await chownTree(paths.sandboxDir, options.owner);
+
   const roots = bootstrapRootsOf(prepared.config);
   await pinBootstrap(paths.workspace, paths.manifest, { roots, ...(options.now ? { now: options.now } : {}) });
   const record: SandboxRecord = {
@@ -220,6 +227,16 @@ async function writeFileAtomic(file: string, data: string, mode: number): Promis
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`;
   await writeFile(tmp, data, { mode });
   await rename(tmp, file);
+}
+
+/** chown -R without following symlinks (a copied link must not hand its target over). */
+async function chownTree(dir: string, owner: { uid: number; gid: number }): Promise<void> {
+  await lchown(dir, owner.uid, owner.gid);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await chownTree(p, owner);
+    else await lchown(p, owner.uid, owner.gid);
+  }
 }
 
 async function isDir(p: string): Promise<boolean> {

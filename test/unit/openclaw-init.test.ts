@@ -210,3 +210,22 @@ describe('initOpenClawSandbox', () => {
     await expect(initOpenClawSandbox({ name: 'n', from: path.join(dir, 'nope'), env })).rejects.toThrow(/is not a directory/);
   });
 });
+
+describe.skipIf(process.getuid?.() !== 0)('initOpenClawSandbox as root (skipped unless root: chown needs it)', () => {
+  it('hands the whole sandbox dir, links included, to the sandbox uid, but not the host record', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cj-init-own-'));
+    try {
+      const env = { HOME: dir, XDG_STATE_HOME: path.join(dir, 'state'), XDG_CONFIG_HOME: path.join(dir, 'config') };
+      const from = path.join(dir, 'from');
+      await mkdir(path.join(from, 'workspace'), { recursive: true });
+      await symlink('/etc/hostname', path.join(from, 'workspace', 'l'));
+      const r = await initOpenClawSandbox({ name: 'o', from, env, owner: { uid: 61000, gid: 61001 }, gatewayToken: TOKEN });
+      const owners = execFileSync('find', [r.paths.sandboxDir, '-printf', '%u:%g %P\n'], { encoding: 'utf8' }).trim().split('\n').map((l) => l.split(' ')[0]);
+      expect(new Set(owners)).toEqual(new Set(['61000:61001']));
+      expect((await stat('/etc/hostname')).uid).toBe(0);
+      expect((await stat(r.paths.record)).uid).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
