@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
  * code; a cache it cannot trust (not owned by this user, writable by others) is ignored, and every
  * failure just means recomputing.
  */
-const here = fileURLToPath(import.meta.url);
+const here = (import.meta as { filename?: string }).filename ?? fileURLToPath(import.meta.url);
 
 function cacheDir(): string | undefined {
   if (process.env.CLAWJAIL_NO_CACHE === '1') return undefined;
@@ -80,14 +80,14 @@ export function cachePut(kind: string, key: string, value: unknown): void {
   }
 }
 
-/** FNV-1a, 64-bit: names cache files (the entry itself holds the full key, so a collision only misses). */
+/** Two 32-bit FNV-1a hashes with different offsets: names cache files (the entry itself holds the full key, so a collision only misses). */
 function fnv1a64(text: string): string {
-  let h = 0xcbf29ce484222325n;
-  const prime = 0x100000001b3n;
-  const mask = 0xffffffffffffffffn;
+  let a = 0x811c9dc5;
+  let b = 0x050c5d1f;
   for (let i = 0; i < text.length; i++) {
-    h ^= BigInt(text.charCodeAt(i));
-    h = (h * prime) & mask;
+    const c = text.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x01000193);
   }
-  return h.toString(16).padStart(16, '0');
+  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { ClawjailError, isClawjailError } from './errors.js';
 import { packageRoot } from './paths.js';
+import { runCommand } from './cli/run.js';
 
 /**
  * argv → a command. Thin: parsing and printing only; every decision is in the library.
@@ -13,7 +14,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'run':
-        return await (await import('./cli/run.js')).runCommand(rest);
+        // Statically linked: the hot path loads no further chunks for the command itself.
+        return await runCommand(rest);
       case 'doctor':
         return await (await import('./cli/doctor.js')).doctorCommand(rest);
       case 'approvals':

@@ -17,7 +17,7 @@ import { loadProfileCached } from './profile/cached.js';
 import { cacheGet, cachePut } from './cache.js';
 import type { Profile } from './profile/schema.js';
 import { InitChannel, type SetupFailure } from './services/channel.js';
-import type { RunningServices, ServiceOptions } from './services/start.js';
+import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
 import { Sandbox, type ExitStatus } from './sandbox.js';
 
 export interface LaunchOptions extends ServiceOptions {
@@ -99,9 +99,8 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     prepareCgroup(plan, cleanups, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
     audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
-    // 4. services (they read the plan; they listen once init hands over their sockets)
-    const { startServices } = await import('./services/start.js');
-    services = await startServices(plan, loaded, { ...options, audit, logger: log });
+    // 4. services (they read the plan; they serve init's sockets once it hands them over)
+    services = await prepareServices(plan, loaded, { ...options, audit, logger: log });
     // 5. the helper: clean environment, plan on fd 3, channel on fd 4
     const [ours, theirs] = addon().socketpair();
     const channel = new InitChannel(ours);
@@ -383,7 +382,9 @@ function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean
     channel.on('failure', (f: SetupFailure) => {
       failure ??= f;
     });
+    let ready = false;
     channel.once('ready', () => {
+      ready = true;
       serving.then(
         () => resolve({ ok: true }),
         (e: unknown) => {
@@ -393,7 +394,9 @@ function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean
       );
     });
     exited.then((st) => {
-      // An exit before "ready": either a reported failure or an unexpected death.
+      // After "ready" the workload ran: a quick exit is its own business, and the ready handler
+      // settles the outcome. Before it: a reported failure, or an unexpected death.
+      if (ready) return;
       resolve({ ok: false, failure: failure ?? { step: 'exit', code: st.code, signal: st.signal } });
     });
   });

@@ -44,12 +44,18 @@ let cached: Addon | undefined;
 /** The addon, loaded prebuilt-first then from build/ (node-gyp-build). */
 export function addon(): Addon {
   if (cached) return cached;
-  const require = createRequire(import.meta.url);
   try {
     // The usual places first (prebuilt for this platform, then the local build); node-gyp-build's
     // full search (ABI tags, libc variants) only when neither is there.
     const direct = [join(packageRoot, 'prebuilds', `linux-${process.arch}`, 'clawjail.node'), join(packageRoot, 'build', 'Release', 'clawjail.node')].find((p) => existsSync(p));
-    cached = direct ? (require(direct) as Addon) : (require('node-gyp-build') as (dir: string) => Addon)(packageRoot);
+    if (direct) {
+      // process.dlopen directly: require() would first start up the CommonJS loader (~1 ms).
+      const mod = { exports: {} as Addon };
+      process.dlopen(mod, direct);
+      cached = mod.exports;
+    } else {
+      cached = (createRequire(import.meta.url)('node-gyp-build') as (dir: string) => Addon)(packageRoot);
+    }
   } catch (e) {
     throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot load clawjail's native addon: ${(e as Error).message.split('\n')[0]}`, {
       hint: 'run `npm install` (or `npm run build:native`) in the clawjail package; it needs g++, make and python3',

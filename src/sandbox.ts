@@ -28,6 +28,10 @@ export class Sandbox extends EventEmitter {
   readonly plan: LaunchPlan;
   /** Host ports published into the sandbox (hostPort is the bound one when 0 was asked). */
   readonly published: { hostAddress: string; hostPort: number; port: number }[];
+  /**
+   * Resolves when the workload has exited. Piped output may still be in flight: read `stdout` /
+   * `stderr` to their end to have all of it.
+   */
   readonly exited: Promise<ExitStatus>;
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;

@@ -1,5 +1,6 @@
 import { ClawjailError, isClawjailError } from '../errors.js';
 import { applyLogLevel, writeJsonFile } from '../cli.js';
+import { launch, planLaunch } from '../launch.js';
 import { parse, parseAllowHostFlag, parseBindFlag, parseEnvFlags, parsePublishFlag, usageError } from './args.js';
 
 export const RUN_OPTIONS = {
@@ -111,7 +112,6 @@ export async function runCommand(argv: string[]): Promise<number> {
     command: positionals,
     ...(v['audit-log'] ? { auditLog: v['audit-log'] } : {}),
   };
-  const { launch, planLaunch } = await import('../launch.js');
   if (v['dry-run']) {
     const { plan } = await planLaunch(options);
     process.stdout.write(JSON.stringify(plan, null, 2) + '\n');

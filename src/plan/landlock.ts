@@ -107,7 +107,12 @@ export function downgradeLandlock(abi: number, want: LandlockRequest): Downgrade
   };
 }
 
+/** The rights that apply to a non-directory; the kernel refuses any other on a file rule (EINVAL). */
+export const FILE_RIGHTS = FS.EXECUTE | FS.WRITE_FILE | FS.READ_FILE | FS.TRUNCATE | FS.IOCTL_DEV;
+
 export interface LandlockInput {
+  /** Paths that are files, not directories (single-file binds): they get file rights only. */
+  files?: string[];
   readOnly: string[];
   readExec: string[];
   readWrite: string[];
@@ -127,7 +132,8 @@ export function buildLandlockRequest(input: LandlockInput): LandlockRequest {
   for (const p of input.readWrite) add(p, READ_WRITE);
   add('/dev', FS.READ_DIR);
   for (const d of input.devices) add(d, DEVICE);
-  for (const [path, access] of seen) rules.push({ path, access });
+  const files = new Set(input.files ?? []);
+  for (const [path, access] of seen) rules.push({ path, access: files.has(path) ? access & FILE_RIGHTS : access });
   const netRules = [
     ...[...new Set(input.connectPorts)].map((port) => ({ port, access: NET.CONNECT_TCP })),
     ...[...new Set(input.bindPorts)].map((port) => ({ port, access: NET.BIND_TCP })),

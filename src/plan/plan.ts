@@ -115,6 +115,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     const abi = Math.min(host.landlock.abi, ll.maxAbi ?? Number.MAX_SAFE_INTEGER);
     const reason = host.landlock.abi === 0 ? host.landlock.reason : abi === 0 ? 'landlock.maxAbi is 0' : undefined;
     const request = buildLandlockRequest({
+      files: mountResult.binds.filter((b) => !b.isDir).map((b) => b.dest),
       readOnly: ['/proc', ...(mountResult.readOnlyPaths.includes('/etc') ? ['/etc'] : [])],
       readExec: [...mountResult.readOnlyPaths.filter((p) => p !== '/etc'), ...ll.readOnly],
       readWrite: [...mountResult.readWritePaths, ...ll.readWrite],

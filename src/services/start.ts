@@ -26,70 +26,82 @@ export interface RunningServices {
 }
 
 /**
- * Step 4: the sandbox's services, created from the plan before the sandbox exists. Credentials
- * are resolved here, so a missing key stops the launch before anything runs. Each service's code
- * is loaded only when the plan has that service.
+ * Step 4, in two halves. `prepareServices` runs before the sandbox exists and does everything that
+ * can refuse a launch: route credentials are resolved (a missing key stops it before anything
+ * runs) and the approvals control socket is bound (a name already in use stops it). The returned
+ * services then load their code and create their servers while the sandbox is being built: init's
+ * sockets are already listening, so a connection made at once waits in the backlog until
+ * `serve()` attaches; `launch()` resolves only after it has.
  */
-export async function startServices(
+export async function prepareServices(
   plan: LaunchPlan,
   loaded: LoadedProfile,
   options: ServiceOptions & { audit: AuditSink; logger: Logger },
 ): Promise<RunningServices> {
   const { profile } = loaded;
   const { audit, logger } = options;
-  let router: InferenceRouter | undefined;
-  let proxy: EgressProxy | undefined;
+  let credentials: Map<string, string> | undefined;
   let broker: ApprovalBroker | undefined;
   let control: ControlServer | undefined;
 
   if (plan.services.inference) {
-    const { createInferenceRouter } = await import('./inference/router.js');
     const { resolveCredentials } = await import('./inference/credentials.js');
-    const credentials = resolveCredentials(profile.inference, options.credentialEnv ?? process.env);
-    router = createInferenceRouter({ sandbox: plan.name, config: profile.inference, credentials, audit, logger });
+    credentials = resolveCredentials(profile.inference, options.credentialEnv ?? process.env);
   }
-  if (plan.services.egress) {
-    if (profile.network.approvals.enabled) {
-      const { createApprovalBroker } = await import('./egress/approvals.js');
-      const { createProfileRulePersister } = await import('./egress/persist.js');
-      const { createControlServer } = await import('./control/server.js');
-      broker = createApprovalBroker({
-        timeoutMs: profile.network.approvals.timeoutMs,
-        ...(options.onApproval ? { onApproval: options.onApproval } : {}),
-        ...(loaded.file ? { persist: createProfileRulePersister(loaded.file) } : {}),
-        onError: (err) => logger.warn({ err }, 'approval handling failed'),
-      });
-      control = createControlServer({ sandbox: plan.name, broker, audit, logger });
-      await control.listen();
-    }
-    const { createEgressProxy } = await import('./egress/proxy.js');
-    proxy = createEgressProxy({
-      sandbox: plan.name,
-      policy: profile.network,
-      audit,
-      logger,
-      ...(broker ? { approvals: broker } : {}),
-      ...(options.resolve ? { resolve: options.resolve } : {}),
-      ...(router ? { localHandlers: { 'inference.local': router.handler } } : {}),
+  if (plan.services.egress && profile.network.approvals.enabled) {
+    const { createApprovalBroker } = await import('./egress/approvals.js');
+    const { createProfileRulePersister } = await import('./egress/persist.js');
+    const { createControlServer } = await import('./control/server.js');
+    broker = createApprovalBroker({
+      timeoutMs: profile.network.approvals.timeoutMs,
+      ...(options.onApproval ? { onApproval: options.onApproval } : {}),
+      ...(loaded.file ? { persist: createProfileRulePersister(loaded.file) } : {}),
+      onError: (err) => logger.warn({ err }, 'approval handling failed'),
     });
+    control = createControlServer({ sandbox: plan.name, broker, audit, logger });
+    await control.listen();
   }
 
-  return {
-    ...(proxy ? { proxy } : {}),
-    ...(router ? { router } : {}),
+  const services: RunningServices = {
     ...(broker ? { broker } : {}),
     ...(control ? { control } : {}),
-    async serve(names, fds) {
-      const jobs = names.map((name, i) => {
-        const fd = fds[i]!;
-        if (name === 'egress' && proxy) return proxy.listen({ fd });
-        if ((name === 'inference' || name === 'inference.sock') && router) return router.listen({ fd }).then(() => undefined);
-        return Promise.reject(new Error(`no service for socket '${name}'`));
-      });
-      await Promise.all(jobs);
-    },
-    async close() {
-      await Promise.allSettled([proxy?.close(), router?.close(), control?.close()]);
-    },
+    serve: async () => {},
+    close: async () => {},
   };
+  const created = (async () => {
+    if (credentials) {
+      const { createInferenceRouter } = await import('./inference/router.js');
+      services.router = createInferenceRouter({ sandbox: plan.name, config: profile.inference, credentials, audit, logger });
+    }
+    if (plan.services.egress) {
+      const { createEgressProxy } = await import('./egress/proxy.js');
+      services.proxy = createEgressProxy({
+        sandbox: plan.name,
+        policy: profile.network,
+        audit,
+        logger,
+        ...(broker ? { approvals: broker } : {}),
+        ...(options.resolve ? { resolve: options.resolve } : {}),
+        ...(services.router ? { localHandlers: { 'inference.local': services.router.handler } } : {}),
+      });
+    }
+  })();
+  // Nobody may be waiting yet; the failure is reported by serve().
+  created.catch(() => {});
+
+  services.serve = async (names, fds) => {
+    await created;
+    const jobs = names.map((name, i) => {
+      const fd = fds[i]!;
+      if (name === 'egress' && services.proxy) return services.proxy.listen({ fd });
+      if ((name === 'inference' || name === 'inference.sock') && services.router) return services.router.listen({ fd }).then(() => undefined);
+      return Promise.reject(new Error(`no service for socket '${name}'`));
+    });
+    await Promise.all(jobs);
+  };
+  services.close = async () => {
+    await created.catch(() => {});
+    await Promise.allSettled([services.proxy?.close(), services.router?.close(), control?.close(), Promise.resolve(broker?.close())]);
+  };
+  return services;
 }

@@ -136,6 +136,9 @@ describe.each(USERS)('clawjail run as %s', (as) => {
       // a root caller runs the sandbox as uid 61000, which must own the directory
       if (as === 'root' && IS_ROOT) await execa('chown', ['61000:61000', dir]);
       else if (IS_ROOT) await execa('chown', ['65534:65534', dir]);
+      const single = await run(['--ro', `${join(ro, 'data')}:/sandbox/pinned.txt`, '--', ...py(`print(open("/sandbox/pinned.txt").read())\n${tryOp('open("/sandbox/pinned.txt","w")')}`)]);
+      // A single file bound read-only inside the writable /sandbox: readable, not writable.
+      expect(single.stdout.trim().split('\n')).toEqual(['ro-data', 'EROFS']);
       const r = await run(['--sandbox-dir', dir, '--ro', `${ro}:/data`, '--', ...py(`${tryOp('open("/sandbox/kept","w").write("kept")')}\nprint(open("/data/data").read())\n${tryOp('open("/data/new","w")')}`)]);
       expect(r.stdout.trim().split('\n')).toEqual(['OK', 'ro-data', 'EROFS']);
       expect(readFileSync(join(dir, 'kept'), 'utf8')).toBe('kept');

@@ -3,9 +3,10 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { launch, type Sandbox } from '../../src/index.js';
 
+/** Everything the workload wrote to stdout: the stream ends once every writer inside is gone. */
 async function output(sb: Sandbox): Promise<string> {
   let out = '';
-  sb.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  for await (const chunk of sb.stdout!) out += (chunk as Buffer).toString();
   await sb.exited;
   return out;
 }
@@ -37,7 +38,9 @@ describe('launch() as a library', () => {
     expect(sb.report.layers.map((l) => l.layer)).toEqual(expect.arrayContaining(['namespaces', 'filesystem', 'landlock', 'seccomp', 'network']));
     let err = '';
     sb.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const errEnded = new Promise((r) => sb.stderr!.on('end', r));
     const out = await output(sb);
+    await errEnded;
     expect(out).toBe('out\n');
     expect(err).toBe('err\n');
     expect(await sb.exited).toEqual({ code: 7, signal: null, status: 7 });

@@ -27,6 +27,13 @@ const TABLE: [number, { status: string; fs: number; net: number; scoped: number;
   [9, { status: 'enforced', fs: fsRightsOf(5), net: 3, scoped: 3, flags: RESTRICT.LOG_NEW_EXEC_ON, netRules: 3, missing: [] }],
 ];
 
+describe('file rules', () => {
+  it('keeps only file rights on a single-file bind (directory rights would be EINVAL)', () => {
+    const r = buildLandlockRequest({ files: ['/sandbox/AGENTS.md'], readOnly: [], readExec: ['/sandbox/AGENTS.md'], readWrite: [], devices: [], connectPorts: [], bindPorts: [], logDenials: false });
+    expect(r.rules.find((x) => x.path === '/sandbox/AGENTS.md')!.access).toBe(FS.READ_FILE | FS.EXECUTE);
+  });
+});
+
 describe('downgradeLandlock', () => {
   it.each(TABLE)('ABI %i', (abi, expected) => {
     const d = downgradeLandlock(abi, want);
