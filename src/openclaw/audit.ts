@@ -1,9 +1,10 @@
 import { chmod, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { BootstrapChange, BootstrapManifest } from './bootstrap.js';
-import { isObject, type OpenClawConfig } from './config.js';
+import { verifyBootstrap, type BootstrapChange, type BootstrapManifest } from './bootstrap.js';
+import { isObject, parseConfigText, type OpenClawConfig } from './config.js';
+import { readFile } from 'node:fs/promises';
 import { OPENCLAW_VERSION } from './install.js';
-import { INSIDE, PLACEHOLDER_API_KEY } from './paths.js';
+import { INSIDE, PLACEHOLDER_API_KEY, type SandboxPaths } from './paths.js';
 
 /**
  * `clawjail openclaw audit`: clawjail's own checks (things only the sandbox's outside can see:
@@ -403,4 +404,68 @@ export async function realOrSelf(p: string): Promise<string> {
   } catch {
     return path.resolve(p);
   }
+}
+
+export interface GatherInput {
+  paths: SandboxPaths;
+  /** Dir holding every sandbox dir (`resolveStateHome()`); its other entries are the other sandboxes. */
+  stateHome: string;
+  /** The merged profile's sections the checks read. */
+  profile: { network?: AuditFacts['network']; env?: { set?: Record<string, string>; pass?: string[] }; filesystem?: { rw?: { src: string; dest?: string }[] } };
+  install?: { version: string; pinned: boolean };
+  writableBootstrap?: boolean;
+  writableConfig?: boolean;
+  /** Other sandboxes' read-write binds, when the caller knows their profiles. */
+  otherBinds?: Record<string, string[]>;
+}
+
+/** Collects {@link AuditFacts} from disk: the sandbox's config, pin, modes, credential files, and its neighbours. */
+export async function gatherAuditFacts(input: GatherInput): Promise<AuditFacts> {
+  const { paths } = input;
+  const sandboxDir = await realOrSelf(paths.sandboxDir);
+  const config = parseConfigText(await readFile(paths.config, 'utf8'), undefined, paths.config);
+  const others: OtherSandbox[] = [];
+  let names: string[] = [];
+  try {
+    names = await readdir(input.stateHome);
+  } catch {
+    // no other sandboxes
+  }
+  for (const n of names.sort()) {
+    const dir = await realOrSelf(path.join(input.stateHome, n));
+    if (dir === sandboxDir) continue;
+    try {
+      if (!(await stat(dir)).isDirectory()) continue;
+    } catch {
+      continue;
+    }
+    others.push({ name: n, sandboxDir: dir, ...(input.otherBinds?.[n] ? { rwBinds: input.otherBinds[n] } : {}) });
+  }
+  const rwBinds = await Promise.all((input.profile.filesystem?.rw ?? []).map(async (b) => ({ src: await realOrSelf(b.src), dest: b.dest ?? b.src })));
+  const verdict = await verifyBootstrap(paths.workspace, paths.manifest);
+  const modeOf = async (p: string) => {
+    try {
+      return (await stat(p)).mode & 0o777;
+    } catch {
+      return undefined;
+    }
+  };
+  const stateMode = await modeOf(paths.openclawDir);
+  const configMode = await modeOf(paths.config);
+  return {
+    name: paths.name,
+    config,
+    sandboxDir,
+    ...(input.profile.network ? { network: input.profile.network } : {}),
+    rwBinds,
+    env: input.profile.env?.set ?? {},
+    envPass: input.profile.env?.pass ?? [],
+    others,
+    ...(verdict.pinned ? { manifest: verdict.manifest, bootstrapChanges: verdict.changes } : {}),
+    ...(input.writableBootstrap ? { writableBootstrap: true } : {}),
+    ...(input.writableConfig ? { writableConfig: true } : {}),
+    ...(input.install ? { install: input.install } : {}),
+    credentialFiles: await findCredentialFiles(paths.sandboxDir),
+    modes: { ...(stateMode !== undefined ? { stateDir: stateMode } : {}), ...(configMode !== undefined ? { config: configMode } : {}) },
+  };
 }

@@ -281,3 +281,31 @@ describe('findCredentialFiles', () => {
     expect((await findCredentialFiles(dir))[0]).toBe('.openclaw/credentials');
   });
 });
+
+describe('gatherAuditFacts on sandboxes made by init', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cj-gather-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  it('finds nothing wrong with a fresh sandbox, and a bind into its neighbour', async () => {
+    const { initOpenClawSandbox } = await import('../../src/openclaw/init.js');
+    const { gatherAuditFacts } = await import('../../src/openclaw/audit.js');
+    const env = { HOME: dir, XDG_STATE_HOME: path.join(dir, 'state'), XDG_CONFIG_HOME: path.join(dir, 'config') };
+    const a = await initOpenClawSandbox({ name: 'a', env, gatewayToken: TOKEN });
+    const b = await initOpenClawSandbox({ name: 'b', env, gatewayToken: TOKEN });
+    const stateHome = path.join(dir, 'state', 'clawjail');
+    const profile = { network: { mode: 'proxy', allow: [] }, env: { set: { OPENCLAW_NO_AUTO_UPDATE: '1' } } };
+    const f = await gatherAuditFacts({ paths: a.paths, stateHome, profile, install: { version: '2026.9.6', pinned: true } });
+    expect(f.others).toEqual([{ name: 'b', sandboxDir: b.paths.sandboxDir }]);
+    expect(f.modes).toEqual({ stateDir: 0o700, config: 0o600 });
+    expect(f.credentialFiles).toEqual([]);
+    expect(f.bootstrapChanges).toEqual([]);
+    expect(runClawjailChecks(f).map((x) => x.id)).toEqual(['clawjail.egress_allowlist']);
+
+    const shared = await gatherAuditFacts({ paths: a.paths, stateHome, profile: { ...profile, filesystem: { rw: [{ src: b.paths.workspace, dest: '/sandbox/other' }] } } });
+    expect(runClawjailChecks(shared).map((x) => `${x.severity}:${x.id}`)).toEqual(['critical:clawjail.state_dir_shared', 'info:clawjail.egress_allowlist', 'warn:clawjail.openclaw_unpinned']);
+  });
+});
