@@ -32,8 +32,6 @@ export interface OpenClawLaunchInput {
 export interface Bind {
   src: string;
   dest: string;
-  /** false: no landlock rule of its own (see buildOpenClawLaunch). */
-  landlock?: boolean;
 }
 
 /** Raw profile fragments the launcher merges over `profiles/openclaw.yaml`. */
@@ -55,14 +53,11 @@ export interface OpenClawLaunch {
 /**
  * Turns a found install, a prepared sandbox and the user's flags into launcher input. The mounts,
  * in the order the launcher lays them (parents first):
- *  - Node's bin dir at /opt/clawjail/node/bin and OpenClaw at /opt/clawjail/openclaw, read-only,
- *    so the agent cannot patch the runtime that enforces its own tool policy;
+ *  - Node at /opt/clawjail/node/bin/node and OpenClaw at /opt/clawjail/openclaw, read-only, so the
+ *    agent cannot patch the runtime that enforces its own tool policy;
  *  - `.openclaw/` and `workspace/` bound read-write onto themselves: as mount points they cannot
  *    be renamed away and replaced by directories holding a forged config or bootstrap files;
- *  - the config and the pinned bootstrap files read-only on top. These file binds carry no
- *    landlock rule of their own (a path-beneath rule on a regular file with directory rights is
- *    EINVAL, and the launcher grants directory rights): /sandbox's rule already covers them and
- *    the read-only mount is what stops writes. Node is bound as a directory for the same reason.
+ *  - the config and the pinned bootstrap files read-only on top.
  * Refuses (exit 125) when the bootstrap files differ from their pin, unless --writable-bootstrap.
  */
 export function buildOpenClawLaunch(input: OpenClawLaunchInput): OpenClawLaunch {
@@ -81,20 +76,19 @@ export function buildOpenClawLaunch(input: OpenClawLaunchInput): OpenClawLaunch 
     if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) throw new ClawjailError('ERR_CLAWJAIL_OPENCLAW', `${what} ${p} is not inside the sandbox dir ${paths.sandboxDir}`);
   }
 
-  if (path.basename(install.nodeBin) !== 'node') throw new ClawjailError('ERR_CLAWJAIL_OPENCLAW', `the Node binary must be named "node" (it is mounted with its directory): ${install.nodeBin}`);
   const ro: Bind[] = [
-    { src: path.dirname(install.nodeBin), dest: path.posix.dirname(INSIDE.nodeBin) },
+    { src: install.nodeBin, dest: INSIDE.nodeBin },
     { src: install.openclawRoot, dest: INSIDE.openclawDir },
   ];
   const rw: Bind[] = [
     { src: paths.openclawDir, dest: INSIDE.stateDir },
     { src: paths.workspace, dest: INSIDE.workspace },
   ];
-  if (!flags.writableConfig) ro.push({ src: paths.config, dest: INSIDE.config, landlock: false });
+  if (!flags.writableConfig) ro.push({ src: paths.config, dest: INSIDE.config });
   if (!flags.writableBootstrap) {
     const refusal = bootstrapRefusal(input.bootstrap ?? { pinned: false }, input.name);
     if (refusal) throw refusal;
-    if (input.bootstrap?.pinned) ro.push(...input.bootstrap.binds.map((b) => ({ ...b, landlock: false })));
+    if (input.bootstrap?.pinned) ro.push(...input.bootstrap.binds);
   }
 
   const pathDirs = [path.posix.dirname(INSIDE.nodeBin)];
