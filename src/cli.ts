@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { ClawjailError, isClawjailError } from './errors.js';
+import { setLogLevel } from './log.js';
 import { packageRoot } from './paths.js';
 import { runCommand } from './cli/run.js';
 
@@ -24,6 +25,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./cli/approvals.js')).approvalsCommand(cmd, rest);
       case 'profile':
         return await (await import('./cli/profile.js')).profileCommand(rest);
+      case 'openclaw':
+        return await (await import('./cli/openclaw.js')).openclawCommand(rest);
       case '--version':
       case '-V':
       case 'version':
@@ -62,7 +65,7 @@ export function version(): string {
   return pkg.version;
 }
 
-/** --log-level must be set before the logger module is first imported. */
+/** --log-level: for this process's logger, and for errors reported with a stack at debug. */
 export function applyLogLevel(level: string | undefined): void {
   if (!level) return;
   const levels: LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -70,6 +73,7 @@ export function applyLogLevel(level: string | undefined): void {
     throw Object.assign(new Error(), { clawjailUsage: true });
   }
   process.env.CLAWJAIL_LOG_LEVEL = level;
+  setLogLevel(level as LevelWithSilent);
 }
 
 /** Writes JSON to a file, or to stdout for "-". */

@@ -1,6 +1,6 @@
 import { ClawjailError, isClawjailError } from '../errors.js';
 import { applyLogLevel, writeJsonFile } from '../cli.js';
-import { launch, planLaunch } from '../launch.js';
+import { launch, planLaunch, type LaunchOptions } from '../launch.js';
 import { parse, parseAllowHostFlag, parseBindFlag, parseEnvFlags, parsePublishFlag, usageError } from './args.js';
 
 export const RUN_OPTIONS = {
@@ -105,7 +105,6 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
   }
   if (positionals.length === 0) throw usageError('no command given', 'run');
-  const statusFile = v['status-json'];
   const options = {
     ...(v.profile ? { profile: v.profile } : {}),
     overrides: [await overridesFromFlags(v)],
@@ -117,6 +116,14 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(plan, null, 2) + '\n');
     return 0;
   }
+  return superviseLaunch(options, v['status-json']);
+}
+
+/**
+ * Launches, forwards signals, writes the status file, and returns the exit status to use: the
+ * workload's code, 128+N for signal N. Shared by `run` and `openclaw`.
+ */
+export async function superviseLaunch(options: LaunchOptions, statusFile: string | undefined, onStarted?: (sandbox: import('../sandbox.js').Sandbox) => void): Promise<number> {
   // Handlers go in before the launch: the workload may run (and be signalled) before launch()
   // returns; a signal that arrives meanwhile is delivered as soon as the sandbox exists.
   let sandbox: import('../sandbox.js').Sandbox | undefined;
@@ -141,6 +148,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   const started = sandbox;
   for (const sig of early) started.kill(sig);
+  onStarted?.(started);
   const status = await new Promise<import('../sandbox.js').ExitStatus>((resolve) => started.once('exit', resolve));
   for (const [sig, h] of handlers) process.off(sig, h);
   if (statusFile) writeJsonFile(statusFile, { sandbox: started.name, sandboxDir: started.sandboxDir, report: started.report, warnings: started.plan.warnings, exit: status });

@@ -31,8 +31,8 @@
  *   headerDelayMs  pause before the status line (default 0)
  *   usage          token counts reported ({input: 11, output: 7})
  *   tool           {name, arguments}: while the conversation holds no tool result, the answer is a
- *                  call of this tool (OpenAI tool_calls / Anthropic tool_use); once the last
- *                  message is a tool result, the answer is text quoting it: `Tool said: <result>`
+ *                  call of this tool (OpenAI tool_calls / Anthropic tool_use); once it holds one
+ *                  (anywhere), the answer is text quoting the latest: `Tool said: <result>`
  *   error          {status, body?}: answer every request with that status and body (default body in
  *                  the API's error shape); 'reset': destroy the connection on arrival; 'hang': never
  *                  answer; 'reset-mid-stream': send the opening chunk and the first text chunk, then destroy the connection
@@ -283,16 +283,21 @@ async function anthropicMessages(ctx: StreamCtx, seq: number, model: string, pie
   if (await emit(ctx, event('message_stop', { type: 'message_stop' }), false)) ctx.res.end();
 }
 
-/** The text of the tool result that ends the conversation, if the last message is one. */
+/**
+ * The text of the latest tool result in the conversation, if it holds one. Clients may append a
+ * message after the result (OpenClaw adds a user context message), so any position counts.
+ */
 function findToolResult(body: Json): string | undefined {
   const textOf = (c: unknown): string =>
     typeof c === 'string' ? c : Array.isArray(c) ? c.map((p) => (typeof p === 'string' ? p : typeof (p as Json)?.text === 'string' ? ((p as Json).text as string) : '')).join('') : '';
   const messages = Array.isArray(body.messages) ? (body.messages as Json[]) : [];
-  const last = messages[messages.length - 1];
-  if (last?.role === 'tool') return textOf(last.content);
-  if (last?.role === 'user' && Array.isArray(last.content)) {
-    const result = (last.content as Json[]).find((p) => p?.type === 'tool_result');
-    if (result) return textOf(result.content);
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!;
+    if (m.role === 'tool') return textOf(m.content);
+    if (m.role === 'user' && Array.isArray(m.content)) {
+      const result = (m.content as Json[]).find((p) => p?.type === 'tool_result');
+      if (result) return textOf(result.content);
+    }
   }
   return undefined;
 }
