@@ -1,5 +1,6 @@
-// The build: tsc for the library (with .d.ts), an esbuild bundle of the CLI (fewer files to load
-// at start-up; commands stay lazily loaded chunks), and a build id that keys clawjail's caches.
+// The build: tsc for the library (with .d.ts); the CLI as one CommonJS file (esbuild), which
+// bin/clawjail.js compiles with a V8 code cache so a run does not re-parse it; and a build id that
+// keys clawjail's caches.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -11,18 +12,20 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
 
 rmSync(join(dist, 'bundle'), { recursive: true, force: true });
+rmSync(join(dist, 'cli.cjs'), { force: true });
 execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
 await build({
   entryPoints: [join(root, 'src', 'cli.ts')],
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
-  splitting: true,
-  outdir: join(dist, 'bundle'),
-  chunkNames: 'chunks/[name]-[hash]',
+  outfile: join(dist, 'cli.cjs'),
   packages: 'external',
   logLevel: 'warning',
+  // The sources are ESM; in one CommonJS file their import.meta becomes the file's own paths.
+  define: { 'import.meta.url': '__cjUrl', 'import.meta.dirname': '__dirname', 'import.meta.filename': '__filename' },
+  banner: { js: 'const __cjUrl = require("node:url").pathToFileURL(__filename).href;' },
 });
 
 const hash = createHash('sha256');
