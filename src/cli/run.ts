@@ -19,6 +19,7 @@ export const RUN_OPTIONS = {
   'no-network': { type: 'boolean' },
   approvals: { type: 'boolean' },
   'audit-log': { type: 'string' },
+  'audit-bodies': { type: 'boolean' },
   route: { type: 'string', multiple: true },
   'route-credential-env': { type: 'string', multiple: true },
   'tmp-size': { type: 'string' },
@@ -41,6 +42,7 @@ export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
       --no-network            no egress at all (no proxy)
       --approvals             hold unknown destinations for \`clawjail approve\` instead of refusing
       --audit-log FILE        append audit events (JSON lines)
+      --audit-bodies          include prompt and completion text in inference audit events (off: never)
       --route NAME=URL        an inference route to an OpenAI-compatible upstream
       --route-credential-env NAME=VAR   the route's API key comes from host variable VAR
       --tmp-size SIZE         /tmp size limit (e.g. 512m)
@@ -82,9 +84,14 @@ export async function overridesFromFlags(v: RunValues): Promise<Record<string, u
   if (v['allow-host']?.length) net.allow = v['allow-host'].map(parseAllowHostFlag);
   if (v.approvals) net.approvals = { enabled: true };
   if (Object.keys(net).length) o.network = net;
-  if (v.route?.length || v['route-credential-env']?.length) {
-    const { routeOverridesFromCli } = await import('../services/inference/index.js');
-    o.inference = { routes: routeOverridesFromCli(v.route ?? [], v['route-credential-env'] ?? []) };
+  if (v.route?.length || v['route-credential-env']?.length || v['audit-bodies']) {
+    const inference: Record<string, unknown> = {};
+    if (v.route?.length || v['route-credential-env']?.length) {
+      const { routeOverridesFromCli } = await import('../services/inference/cli.js');
+      inference.routes = routeOverridesFromCli(v.route ?? [], v['route-credential-env'] ?? []);
+    }
+    if (v['audit-bodies']) inference.auditBodies = true;
+    o.inference = inference;
   }
   return o;
 }

@@ -53,6 +53,14 @@ describe('clawjail CLI', () => {
     }
   });
 
+  it('--profile strict: no network at all, landlock required, tight limits', async () => {
+    const r = await clawjail(['run', '--profile', 'strict', '--status-json', '-', '--', 'sh', '-c', 'test -z "$HTTPS_PROXY" && python3 -c "import resource; print(resource.getrlimit(resource.RLIMIT_NPROC)[0])"']);
+    const st = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { report: { layers: { layer: string; status: string; mode?: string; detail: string }[] } };
+    expect(r.stdout.split('\n')[0]).toBe('256');
+    expect(st.report.layers.find((l) => l.layer === 'network')!.detail).toContain('no egress');
+    expect(st.report.layers.find((l) => l.layer === 'landlock')!.mode).toBe('required');
+  });
+
   it('--help and --version answer without running anything', async () => {
     const h = await clawjail(['run', '--help']);
     expect(h.exitCode).toBe(0);

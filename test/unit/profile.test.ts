@@ -81,6 +81,18 @@ describe('loadProfile', () => {
     expect(e.message).toContain("profile 'no-such-profile' is neither a built-in profile nor an existing file");
   });
 
+  it.each(['default', 'strict', 'openclaw'])('built-in profile %s loads and validates', (name) => {
+    const { profile, sources } = loadProfile({ profile: name });
+    expect(sources.at(-1)).toMatch(new RegExp(`profiles/${name}\\.yaml$`));
+    expect(profile.filesystem.system).toContain('/usr');
+  });
+
+  it('strict has no network and requires landlock', () => {
+    const { profile } = loadProfile({ profile: 'strict' });
+    expect(profile.network.mode).toBe('none');
+    expect(profile.landlock.mode).toBe('required');
+  });
+
   it('reads JSON profiles too', () => {
     const p = file('j.json', '{"process": {"hostname": "agent1"}}');
     expect(loadProfile({ profile: p }).profile.process.hostname).toBe('agent1');
