@@ -68,3 +68,14 @@ export function parseEnvFlags(values: string[]): { set: Record<string, string>; 
   }
   return { set, pass };
 }
+
+/** --log-level VALUE, checked, applied to this process's logger. */
+export async function applyLogLevelFlag(value: string | undefined, command: string): Promise<void> {
+  if (!value) return;
+  const { applyLogLevel } = await import('../cli.js');
+  try {
+    applyLogLevel(value);
+  } catch {
+    throw usageError(`--log-level ${value}: expected fatal, error, warn, info, debug, trace or silent`, command);
+  }
+}

@@ -2,8 +2,7 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ClawjailError } from '../errors.js';
-import { applyLogLevel } from '../cli.js';
-import { parse, usageError } from './args.js';
+import { applyLogLevelFlag, parse, usageError } from './args.js';
 import { overridesFromFlags, RUN_OPTIONS, superviseLaunch } from './run.js';
 
 const OPENCLAW_HELP = `Usage:
@@ -54,13 +53,7 @@ export async function openclawCommand(argv: string[]): Promise<number> {
     process.stdout.write(OPENCLAW_HELP);
     return 0;
   }
-  if (v['log-level']) {
-    try {
-      applyLogLevel(v['log-level']);
-    } catch {
-      throw usageError(`--log-level ${v['log-level']}: expected fatal, error, warn, info, debug, trace or silent`, 'openclaw');
-    }
-  }
+  await applyLogLevelFlag(v['log-level'], 'openclaw');
   const sub = positionals[0];
   if (positionals.length > 1) throw usageError(`unexpected arguments: ${positionals.slice(1).join(' ')} (openclaw's own arguments go after --)`, 'openclaw');
   switch (sub) {

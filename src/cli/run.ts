@@ -1,7 +1,7 @@
 import { ClawjailError, isClawjailError } from '../errors.js';
-import { applyLogLevel, writeJsonFile } from '../cli.js';
+import { writeJsonFile } from '../cli.js';
 import { launch, planLaunch, type LaunchOptions } from '../launch.js';
-import { parse, parseAllowHostFlag, parseBindFlag, parseEnvFlags, parsePublishFlag, usageError } from './args.js';
+import { applyLogLevelFlag, parse, parseAllowHostFlag, parseBindFlag, parseEnvFlags, parsePublishFlag, usageError } from './args.js';
 
 export const RUN_OPTIONS = {
   profile: { type: 'string', short: 'p' },
@@ -104,13 +104,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stdout.write(RUN_HELP);
     return 0;
   }
-  if (v['log-level']) {
-    try {
-      applyLogLevel(v['log-level']);
-    } catch {
-      throw usageError(`--log-level ${v['log-level']}: expected fatal, error, warn, info, debug, trace or silent`, 'run');
-    }
-  }
+  await applyLogLevelFlag(v['log-level'], 'run');
   if (positionals.length === 0) throw usageError('no command given', 'run');
   const options = {
     ...(v.profile ? { profile: v.profile } : {}),

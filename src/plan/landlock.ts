@@ -43,15 +43,8 @@ const READ_WRITE =
   FS.WRITE_FILE | FS.REMOVE_DIR | FS.REMOVE_FILE | FS.MAKE_DIR | FS.MAKE_REG | FS.MAKE_SOCK | FS.MAKE_FIFO | FS.MAKE_SYM | FS.REFER | FS.TRUNCATE;
 const DEVICE = FS.READ_FILE | FS.WRITE_FILE | FS.TRUNCATE | FS.IOCTL_DEV;
 
-/** The ruleset we want, in terms of the newest ABI we know. */
-export interface LandlockRequest {
-  handledFs: number;
-  handledNet: number;
-  scoped: number;
-  restrictFlags: number;
-  rules: { path: string; access: number }[];
-  netRules: { port: number; access: number }[];
-}
+/** The ruleset we want, in terms of the newest ABI we know (the native ruleset minus its ABI). */
+export type LandlockRequest = Omit<NativeLandlock, 'abi'>;
 
 export interface Downgrade {
   abi: number;

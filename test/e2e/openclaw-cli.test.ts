@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, clawjail } from '../helpers/cli.js';
 import { createFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
-import { launcherAvailable, openclawCacheDir, openclawForTests } from '../helpers/openclaw-e2e.js';
+import { launcherAvailable, openclawCacheDir, openclawForTests, writeUserOpenClaw } from '../helpers/openclaw-e2e.js';
 
 // The same real OpenClaw as openclaw.test.ts, driven the way a user drives it: the CLI.
 const launcher = await launcherAvailable();
@@ -16,7 +16,6 @@ const skip = 'skip' in launcher ? launcher.skip : 'skip' in oc ? oc.skip : undef
 
 const KEY = `sk-cli-${randomBytes(12).toString('hex')}`;
 const REPLY = `CLI-REPLY-${randomBytes(4).toString('hex')}`;
-const MODEL = { id: 'model-1', name: 'Model 1', reasoning: false, input: ['text'], cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 }, contextWindow: 128000, maxTokens: 4096 };
 
 async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -37,16 +36,7 @@ describe.skipIf(!!skip)(`clawjail openclaw CLI end to end${skip ? ` (skipped: ${
     base = mkdtempSync(path.join(tmpdir(), 'cj-oc-cli-'));
     chmodSync(base, 0o755);
     const from = path.join(base, 'user-openclaw');
-    mkdirSync(path.join(from, 'workspace'), { recursive: true });
-    writeFileSync(path.join(from, 'workspace', 'AGENTS.md'), '# Agents\nBe brief.\n');
-    writeFileSync(
-      path.join(from, 'openclaw.json'),
-      JSON.stringify({
-        gateway: { http: { endpoints: { chatCompletions: { enabled: true } } } },
-        agents: { defaults: { model: { primary: 'router/model-1' } } },
-        models: { providers: { router: { baseUrl: up.baseUrl, apiKey: KEY, api: 'openai-completions', models: [MODEL] } } },
-      }),
-    );
+    writeUserOpenClaw(from, up.baseUrl, KEY);
     env = {
       HOME: path.join(base, 'home'),
       XDG_STATE_HOME: path.join(base, 'state'),

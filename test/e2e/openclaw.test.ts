@@ -8,7 +8,7 @@ import { buildOpenClawLaunch } from '../../src/openclaw/command.js';
 import { initOpenClawSandbox, type InitResult } from '../../src/openclaw/init.js';
 import type { OpenClawInstall } from '../../src/openclaw/install.js';
 import { createFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
-import { launcherAvailable, openclawForTests, runOpenClaw, startOpenClaw } from '../helpers/openclaw-e2e.js';
+import { launcherAvailable, openclawForTests, runOpenClaw, startOpenClaw, writeUserOpenClaw } from '../helpers/openclaw-e2e.js';
 
 // The real OpenClaw (pinned release, Node 24) inside a real sandbox, talking to a fake model
 // upstream only through the inference router. Skipped, with the reason printed, when the host
@@ -24,7 +24,6 @@ const IS_ROOT = process.getuid?.() === 0;
 const SANDBOX_OWNER = { uid: 61000, gid: 61000 };
 const KEY = `sk-e2e-${randomBytes(12).toString('hex')}`;
 const REPLY = `E2E-REPLY-${randomBytes(4).toString('hex')}`;
-const MODEL = { id: 'model-1', name: 'Model 1', reasoning: false, input: ['text'], cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 }, contextWindow: 128000, maxTokens: 4096 };
 
 describe.skipIf(!!skip)(`clawjail openclaw end to end${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let install: OpenClawInstall;
@@ -39,16 +38,7 @@ describe.skipIf(!!skip)(`clawjail openclaw end to end${skip ? ` (skipped: ${skip
     base = mkdtempSync(path.join(tmpdir(), 'cj-oc-e2e-'));
     chmodSync(base, 0o755);
     const from = path.join(base, 'user-openclaw');
-    mkdirSync(path.join(from, 'workspace'), { recursive: true });
-    writeFileSync(path.join(from, 'workspace', 'AGENTS.md'), '# Agents\nBe brief.\n');
-    writeFileSync(
-      path.join(from, 'openclaw.json'),
-      JSON.stringify({
-        gateway: { http: { endpoints: { chatCompletions: { enabled: true } } } },
-        agents: { defaults: { model: { primary: 'router/model-1' } } },
-        models: { providers: { router: { baseUrl: up.baseUrl, apiKey: KEY, api: 'openai-completions', models: [MODEL] } } },
-      }),
-    );
+    writeUserOpenClaw(from, up.baseUrl, KEY);
     const env = { HOME: path.join(base, 'home'), XDG_STATE_HOME: path.join(base, 'state'), XDG_CONFIG_HOME: path.join(base, 'config') };
     mkdirSync(path.join(base, 'state'), { mode: 0o755 });
     sbx = await initOpenClawSandbox({ name: 'e2e', from, env, openclawEntry: install.openclawEntry, ...(IS_ROOT ? { owner: SANDBOX_OWNER } : {}) });

@@ -6,6 +6,7 @@
  *   const oc = await openclawForTests();          // {install} or {skip: reason}
  *   const r = await runOpenClaw({ install, paths, routes, bootstrap, args: ['agent', 'exec', 'hi', '--json'] });
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildOpenClawLaunch, type OpenClawLaunchFlags } from '../../src/openclaw/command.js';
 import type { BootstrapVerdict } from '../../src/openclaw/bootstrap.js';
@@ -92,4 +93,25 @@ export async function startOpenClaw(input: Omit<RunOpenClawInput, 'timeoutMs'>) 
   const { launch } = await import('../../src/launch.js');
   const { overrides, command } = buildOpenClawLaunch({ name: input.name, install: input.install, paths: input.paths, routes: input.routes, ...(input.bootstrap ? { bootstrap: input.bootstrap } : {}), flags: { ...input.flags }, args: input.args });
   return launch({ profile: 'openclaw', overrides: [overrides], command, stdio: 'pipe', credentialEnv: input.credentialEnv, env: {} });
+}
+
+/** A model entry in OpenClaw's provider format. */
+export const E2E_MODEL = { id: 'model-1', name: 'Model 1', reasoning: false, input: ['text'], cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 }, contextWindow: 128000, maxTokens: 4096 };
+
+/**
+ * A user's existing OpenClaw state dir (what `init --from` imports): a workspace with AGENTS.md,
+ * and a config whose only provider is the fake upstream, with its API key written in the config.
+ */
+export function writeUserOpenClaw(dir: string, upstreamBaseUrl: string, apiKey: string): string {
+  mkdirSync(join(dir, 'workspace'), { recursive: true });
+  writeFileSync(join(dir, 'workspace', 'AGENTS.md'), '# Agents\nBe brief.\n');
+  writeFileSync(
+    join(dir, 'openclaw.json'),
+    JSON.stringify({
+      gateway: { http: { endpoints: { chatCompletions: { enabled: true } } } },
+      agents: { defaults: { model: { primary: 'router/model-1' } } },
+      models: { providers: { router: { baseUrl: upstreamBaseUrl, apiKey, api: 'openai-completions', models: [E2E_MODEL] } } },
+    }),
+  );
+  return dir;
 }
