@@ -14,7 +14,7 @@ const DESCRIPTIONS: Record<string, string> = {
   ENOENT: 'no such file or directory',
   ENOTDIR: 'not a directory',
   EINVAL: 'invalid argument',
-  ENOSYS: 'function not implemented',
+  ENOSYS: 'no such system call on this kernel',
   EOPNOTSUPP: 'operation not supported',
   ENOSPC: 'no space left, or a limit reached',
   EBUSY: 'busy',

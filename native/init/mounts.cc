@@ -78,16 +78,25 @@ void splitParent(const std::string& path, std::string* parent, std::string* name
   *name = path.substr(slash + 1);
 }
 
+int ensureDir(int root, const std::string& path, mode_t mode);
+
+// Opens the parent of path (created as needed) as a real directory fd, for the *at() calls that
+// create the last component; sets *name to that component.
+int openParentDir(int root, const std::string& path, std::string* name) {
+  std::string parent;
+  splitParent(path, &parent, name);
+  Fd pfd(ensureDir(root, parent, 0755));
+  if (!pfd.ok()) return -1;
+  // mkdirat/openat need a real directory fd, not O_PATH.
+  return openInRoot(root, parent, O_RDONLY | O_DIRECTORY);
+}
+
 // mkdir -p inside the new root; returns an O_PATH fd of the directory.
 int ensureDir(int root, const std::string& path, mode_t mode) {
   int fd = openInRoot(root, path, O_PATH | O_DIRECTORY);
   if (fd >= 0 || errno != ENOENT) return fd;
-  std::string parent, name;
-  splitParent(path, &parent, &name);
-  Fd pfd(ensureDir(root, parent, 0755));
-  if (!pfd.ok()) return -1;
-  // mkdirat needs a real directory fd, not O_PATH.
-  Fd dir(openInRoot(root, parent, O_RDONLY | O_DIRECTORY));
+  std::string name;
+  Fd dir(openParentDir(root, path, &name));
   if (!dir.ok()) return -1;
   if (mkdirat(dir.get(), name.c_str(), mode) != 0 && errno != EEXIST) return -1;
   return openInRoot(root, path, O_PATH | O_DIRECTORY);
@@ -97,11 +106,8 @@ int ensureDir(int root, const std::string& path, mode_t mode) {
 int ensureFile(int root, const std::string& path) {
   int fd = openInRoot(root, path, O_PATH);
   if (fd >= 0 || errno != ENOENT) return fd;
-  std::string parent, name;
-  splitParent(path, &parent, &name);
-  Fd pfd(ensureDir(root, parent, 0755));
-  if (!pfd.ok()) return -1;
-  Fd dir(openInRoot(root, parent, O_RDONLY | O_DIRECTORY));
+  std::string name;
+  Fd dir(openParentDir(root, path, &name));
   if (!dir.ok()) return -1;
   int f = openat(dir.get(), name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0444);
   if (f < 0 && errno != EEXIST) return -1;
@@ -172,10 +178,8 @@ bool doMqueue(int root, const plan::Mount& m) {
 }
 
 bool symlinkIn(int root, const std::string& target, const std::string& path) {
-  std::string parent, name;
-  splitParent(path, &parent, &name);
-  Fd pfd(ensureDir(root, parent, 0755));
-  Fd dir(openInRoot(root, parent, O_RDONLY | O_DIRECTORY));
+  std::string name;
+  Fd dir(openParentDir(root, path, &name));
   if (!dir.ok()) return errors::fail("mount.symlink", errno, path);
   if (symlinkat(target.c_str(), dir.get(), name.c_str()) != 0) return errors::fail("mount.symlink", errno, path, target);
   return true;
