@@ -204,7 +204,7 @@ console.log(JSON.stringify({
       ].join('\n');
       const script = [
         // more processes than the shell: a child holding the inherited env while the dump runs
-        'sleep 30 & SLEEPER=$!',
+        'sleep 600 & SLEEPER=$!',
         'echo ENV-BEGIN; env; echo ENV-END',
         `python3 -c '${dumpProc}'`,
         'k="$1$2"; c="$3$4"',
