@@ -1,6 +1,8 @@
 // Egress proxy benchmark: 512 MiB download direct vs through the proxy (CONNECT tunnel and plain
 // HTTP forwarding), added connect latency p50/p99, and 1,000 concurrent tunnels held open with
-// the proxy's RSS and fd count before, during and after.
+// the proxy's RSS and fd count before, during and after. Tunnels are measured with the proxy as
+// configured by default (native relay) and, for comparison in the same interleaved runs, with
+// JS piping (nativeRelay: false) and the relay's splice engine, each proxy in its own process.
 // The proxy runs in its own process (so its RSS and fds are its own), the upstream servers in a
 // worker thread, the client on the main thread. Needs the compiled proxy in dist/ (npx tsc -p .).
 import { spawn } from 'node:child_process';
@@ -63,7 +65,8 @@ const { createAuditSink } = await import(dist + '/log.js');
 const { default: pino } = await import('pino');
 // Audit events are built and emitted as in production, to a logger below its level.
 const audit = createAuditSink({ log: pino({ level: 'warn' }) });
-const proxy = createEgressProxy({ sandbox: 'bench', policy: NetworkSchema.parse(JSON.parse(process.env.POLICY)), audit });
+const relay = process.env.RELAY === 'js' ? false : process.env.RELAY || undefined;
+const proxy = createEgressProxy({ sandbox: 'bench', policy: NetworkSchema.parse(JSON.parse(process.env.POLICY)), audit, ...(relay !== undefined ? { nativeRelay: relay } : {}) });
 await proxy.listen({ host: '127.0.0.1', port: 0 });
 process.send({ port: proxy.address().port });
 process.on('message', (m) => {
@@ -80,11 +83,11 @@ function startUpstream() {
   });
 }
 
-function startProxy(cwd, dist, policy) {
+function startProxy(cwd, dist, policy, relay = '') {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', PROXY], {
       cwd,
-      env: { ...process.env, CLAWJAIL_DIST: dist, POLICY: JSON.stringify(policy) },
+      env: { ...process.env, CLAWJAIL_DIST: dist, POLICY: JSON.stringify(policy), RELAY: relay },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child.once('message', (m) => resolve({ child, port: m.port }));
@@ -184,7 +187,10 @@ export async function bench() {
   const policy = { allow: [{ host: '127.0.0.1', ports: [upstream.tcp, upstream.http] }] };
   const proxy = await startProxy(repo, dist, policy);
   const pid = proxy.child.pid;
+  const others = {};
   try {
+    others.js = await startProxy(repo, dist, policy, 'js');
+    others.splice = await startProxy(repo, dist, policy, 'splice');
     // Throughput, alternating direct and proxied runs so drift hits both.
     const tcpDirect = [];
     const tcpProxied = [];
@@ -194,11 +200,17 @@ export async function bench() {
     // box with few cores, client, upstream and proxy compete and the ratio reflects that too.
     let tunnelCpu = 0;
     let forwardCpu = 0;
+    const other = { js: { runs: [], cpu: 0 }, splice: { runs: [], cpu: 0 } };
     for (let i = 0; i < DOWNLOAD_RUNS; i++) {
       tcpDirect.push(await downloadTcp(upstream.tcp));
       let cpu = cpuSeconds(pid);
       tcpProxied.push(await downloadTcp(upstream.tcp, proxy.port));
       tunnelCpu += cpuSeconds(pid) - cpu;
+      for (const [name, p] of Object.entries(others)) {
+        cpu = cpuSeconds(p.child.pid);
+        other[name].runs.push(await downloadTcp(upstream.tcp, p.port));
+        other[name].cpu += cpuSeconds(p.child.pid) - cpu;
+      }
       httpDirect.push(await downloadHttp(upstream.http));
       cpu = cpuSeconds(pid);
       httpProxied.push(await downloadHttp(upstream.http, proxy.port));
@@ -240,9 +252,13 @@ export async function bench() {
       rows: [
         { metric: '512 MiB download, direct TCP', value: round(tcpD, 0), unit: 'MiB/s' },
         { metric: '512 MiB download, CONNECT tunnel', value: round(tcpP, 0), unit: 'MiB/s', ratio: round(tcpP / tcpD, 2) },
+        { metric: '  same, JS piping (nativeRelay: false)', value: round(median(other.js.runs), 0), unit: 'MiB/s', ratio: round(median(other.js.runs) / tcpD, 2) },
+        { metric: '  same, relay splice engine', value: round(median(other.splice.runs), 0), unit: 'MiB/s', ratio: round(median(other.splice.runs) / tcpD, 2) },
         { metric: '512 MiB download, direct HTTP', value: round(httpD, 0), unit: 'MiB/s' },
         { metric: '512 MiB download, plain-HTTP forwarding', value: round(httpP, 0), unit: 'MiB/s', ratio: round(httpP / httpD, 2) },
         { metric: 'proxy CPU per GiB, CONNECT tunnel', value: round(tunnelCpu / gib, 2), unit: 's' },
+        { metric: '  same, JS piping', value: round(other.js.cpu / gib, 2), unit: 's' },
+        { metric: '  same, relay splice engine', value: round(other.splice.cpu / gib, 2), unit: 's' },
         { metric: 'proxy CPU per GiB, plain-HTTP forwarding', value: round(forwardCpu / gib, 2), unit: 's' },
         { metric: 'connect + first round trip p50, direct', value: round(pct(direct, 50)), unit: 'ms' },
         { metric: 'connect + first round trip p50, via CONNECT', value: round(pct(proxied, 50)), unit: 'ms', ratio: round(pct(proxied, 50) / pct(direct, 50), 2) },
@@ -258,9 +274,11 @@ export async function bench() {
       ],
     };
   } finally {
-    proxy.child.removeAllListeners('exit');
-    proxy.child.send('close');
-    await new Promise((r) => proxy.child.once('exit', r));
+    for (const p of [proxy, ...Object.values(others)]) {
+      p.child.removeAllListeners('exit');
+      p.child.send('close');
+      await new Promise((r) => p.child.once('exit', r));
+    }
     await upstream.worker.terminate();
   }
 }

@@ -24,6 +24,21 @@ export interface NativeChannel {
   close(): void;
 }
 
+/** What a relay moved, reported once when it ends. `error` is absent when both sides closed normally. */
+export interface NativeRelayResult {
+  bytesAtoB: number;
+  bytesBtoA: number;
+  /** An errno code (`ECONNRESET`, `EPIPE`…), `idle-timeout` or `cancelled`. */
+  error?: string;
+  /** Which socket an errno error came from. */
+  errorSide?: 'a' | 'b';
+}
+
+export interface NativeRelay {
+  /** Ends the relay now (both sockets closed); onDone runs before cancel() returns. No-op once ended. */
+  cancel(): void;
+}
+
 export interface Addon {
   probe(options?: { skipUserns?: boolean }): NativeProbe;
   socketpair(): [number, number];
@@ -37,6 +52,20 @@ export interface Addon {
   /** Reaps the child and calls back once with (code, null) or (null, signal number). */
   watchExit(pid: number, pidfd: number, onExit: (code: number | null, signal: number | null) => void): void;
   Channel: new (fd: number, onMessage: (data: Buffer | null, fds: number[]) => void) => NativeChannel;
+  /**
+   * Moves bytes both ways between two connected stream sockets natively, on the event loop, until
+   * both directions ended (half-close is passed on), an error, the idle timeout or cancel().
+   * engine 'splice' (default): socket → pipe → socket, zero-copy; 'copy': recv/send through a
+   * native buffer of up to 4 MiB. Works on its own close-on-exec duplicates of fdA/fdB: the caller
+   * still closes its descriptors (and must stop reading/writing them). onDone is called once,
+   * never from inside relay(). Absent from addons built before it existed.
+   */
+  relay?(
+    fdA: number,
+    fdB: number,
+    onDone: (result: NativeRelayResult) => void,
+    options?: { idleTimeoutMs?: number; engine?: 'splice' | 'copy' },
+  ): NativeRelay;
 }
 
 let cached: Addon | undefined;

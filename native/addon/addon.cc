@@ -2,6 +2,7 @@
 // SOCK_SEQPACKET socketpair for the channel to clawjail-init, and message + fd passing on it
 // driven by libuv so the event loop never blocks.
 #include <napi.h>
+#include "relay.h"
 #include <spawn.h>
 #include <sys/stat.h>
 #include <uv.h>
@@ -398,6 +399,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawnHelper", Napi::Function::New(env, SpawnHelper));
   exports.Set("watchExit", Napi::Function::New(env, WatchExit));
   exports.Set("Channel", Channel::Init(env));
+  exports.Set("relay", Napi::Function::New(env, clawjail::Relay));
   return exports;
 }
 
