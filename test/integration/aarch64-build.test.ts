@@ -11,7 +11,7 @@ const available = (await execa(CXX, ['--version'], { reject: false })).exitCode 
 // The native code must build for aarch64 too: no x86-only assumptions. .ci/run installs the
 // cross compiler; without it this says so instead of passing.
 describe.skipIf(!available)(`native code cross-compiles for aarch64 (skipped: ${CXX} not installed)`, () => {
-  it('links clawjail-init and compiles the addon for aarch64', async () => {
+  it('links clawjail-init and compiles every addon source for aarch64', async () => {
     const out = mkdtempSync(join(tmpdir(), 'cj-arm64-'));
     try {
       const init = readdirSync(join(ROOT, 'native', 'init')).filter((f) => f.endsWith('.cc')).map((f) => join(ROOT, 'native', 'init', f));
@@ -21,9 +21,11 @@ describe.skipIf(!available)(`native code cross-compiles for aarch64 (skipped: ${
       const file = await execa('file', [join(out, 'clawjail-init')], { reject: false });
       if (file.exitCode === 0) expect(file.stdout).toContain('ARM aarch64');
       const napi = (await import('node-addon-api')).default as { include_dir: string };
-      const addon = await execa(CXX, ['-std=c++17', '-fsyntax-only', '-Wall', '-Wextra', '-Wno-unused-parameter', '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-fexceptions', `-I${napi.include_dir}`, '-I/usr/include/node', join(ROOT, 'native', 'addon', 'addon.cc')], { reject: false });
-      expect(addon.stderr).toBe('');
-      expect(addon.exitCode).toBe(0);
+      for (const file of readdirSync(join(ROOT, 'native', 'addon')).filter((f) => f.endsWith('.cc'))) {
+        const addon = await execa(CXX, ['-std=c++17', '-fsyntax-only', '-Wall', '-Wextra', '-Wno-unused-parameter', '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-fexceptions', `-I${napi.include_dir}`, '-I/usr/include/node', join(ROOT, 'native', 'addon', file)], { reject: false });
+        expect(addon.stderr, file).toBe('');
+        expect(addon.exitCode, file).toBe(0);
+      }
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
