@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "clawjail",
-      "sources": ["native/addon/addon.cc", "native/addon/relay.cc"],
+      "sources": ["native/addon/addon.cc", "native/addon/relay.cc", "native/common/fdpass.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
@@ -22,7 +22,8 @@
         "native/init/landlock.cc",
         "native/init/seccomp.cc",
         "native/init/process.cc",
-        "native/common/json.cc"
+        "native/common/json.cc",
+        "native/common/fdpass.cc"
       ],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-exceptions"],
       "ldflags": ["-static-libstdc++", "-static-libgcc"]

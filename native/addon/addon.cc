@@ -2,6 +2,8 @@
 // SOCK_SEQPACKET socketpair for the channel to clawjail-init, and message + fd passing on it
 // driven by libuv so the event loop never blocks.
 #include <napi.h>
+
+#include "../common/fdpass.h"
 #include "relay.h"
 #include <spawn.h>
 #include <sys/stat.h>
@@ -356,25 +358,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
       Napi::Array a = info[1].As<Napi::Array>();
       for (uint32_t i = 0; i < a.Length(); i++) fds.push_back(a.Get(i).As<Napi::Number>().Int32Value());
     }
-    struct iovec iov = {data.Data(), data.Length()};
-    struct msghdr msg;
-    std::memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> control;
-    if (!fds.empty()) {
-      control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
-      msg.msg_control = control.data();
-      msg.msg_controllen = control.size();
-      struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    ssize_t n;
-    do n = sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = fdpass::send(fd_, data.Data(), data.Length(), fds, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) throw errnoError(env, errno, "sendmsg");
     return env.Undefined();
   }

@@ -15,7 +15,7 @@ describe.skipIf(!available)(`native code cross-compiles for aarch64 (skipped: ${
     const out = mkdtempSync(join(tmpdir(), 'cj-arm64-'));
     try {
       const init = readdirSync(join(ROOT, 'native', 'init')).filter((f) => f.endsWith('.cc')).map((f) => join(ROOT, 'native', 'init', f));
-      const link = await execa(CXX, ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Wno-unused-parameter', '-fno-exceptions', '-static', '-o', join(out, 'clawjail-init'), ...init, join(ROOT, 'native', 'common', 'json.cc')], { reject: false });
+      const link = await execa(CXX, ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', '-Wno-unused-parameter', '-fno-exceptions', '-static', '-o', join(out, 'clawjail-init'), ...init, join(ROOT, 'native', 'common', 'json.cc'), join(ROOT, 'native', 'common', 'fdpass.cc')], { reject: false });
       expect(link.stderr).toBe('');
       expect(link.exitCode).toBe(0);
       const file = await execa('file', [join(out, 'clawjail-init')], { reject: false });
