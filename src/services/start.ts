@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../log.js';
 import type { LaunchPlan } from '../plan/plan.js';
@@ -68,12 +69,24 @@ export async function prepareServices(
     serve: async () => {},
     close: async () => {},
   };
+  // The inference router is needed as soon as the sandbox is up (clients are told its address);
+  // its code loads while the sandbox is being built.
   const created = (async () => {
     if (credentials) {
       const { createInferenceRouter } = await import('./inference/router.js');
       services.router = createInferenceRouter({ sandbox: plan.name, config: profile.inference, credentials, audit, logger });
     }
-    if (plan.services.egress) {
+  })();
+  // Nobody may be waiting yet; the failure is reported by serve().
+  created.catch(() => {});
+
+  // The egress proxy is created on the first connection to it: a sandbox whose workload never
+  // uses the network never loads the HTTP machinery. Until then a plain listener accepts, paused,
+  // so nothing is read before the proxy takes the socket.
+  let proxyP: Promise<EgressProxy> | undefined;
+  const proxy = (): Promise<EgressProxy> =>
+    (proxyP ??= (async () => {
+      await created;
       const { createEgressProxy } = await import('./egress/proxy.js');
       services.proxy = createEgressProxy({
         sandbox: plan.name,
@@ -84,16 +97,29 @@ export async function prepareServices(
         ...(options.resolve ? { resolve: options.resolve } : {}),
         ...(services.router ? { localHandlers: { 'inference.local': services.router.handler } } : {}),
       });
-    }
-  })();
-  // Nobody may be waiting yet; the failure is reported by serve().
-  created.catch(() => {});
+      return services.proxy;
+    })());
+  let front: net.Server | undefined;
+  const serveEgress = (fd: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      front = net.createServer({ pauseOnConnect: true }, (socket) => {
+        proxy().then(
+          (p) => p.accept(socket),
+          (err: unknown) => {
+            logger.error({ err }, 'egress proxy could not start');
+            socket.destroy();
+          },
+        );
+      });
+      front.once('error', reject);
+      front.listen({ fd }, () => resolve());
+    });
 
   services.serve = async (names, fds) => {
     await created;
     const jobs = names.map((name, i) => {
       const fd = fds[i]!;
-      if (name === 'egress' && services.proxy) return services.proxy.listen({ fd });
+      if (name === 'egress' && plan.services.egress) return serveEgress(fd);
       if ((name === 'inference' || name === 'inference.sock') && services.router) return services.router.listen({ fd }).then(() => undefined);
       return Promise.reject(new Error(`no service for socket '${name}'`));
     });
@@ -101,7 +127,9 @@ export async function prepareServices(
   };
   services.close = async () => {
     await created.catch(() => {});
-    await Promise.allSettled([services.proxy?.close(), services.router?.close(), control?.close(), Promise.resolve(broker?.close())]);
+    await proxyP?.catch(() => {});
+    const frontClosed = front ? new Promise<void>((r) => front!.close(() => r())) : undefined;
+    await Promise.allSettled([frontClosed, services.proxy?.close(), services.router?.close(), control?.close(), Promise.resolve(broker?.close())]);
   };
   return services;
 }

@@ -92,6 +92,11 @@ export type ListenTarget = { fd: number } | { host: string; port: number };
 
 export interface EgressProxy {
   listen(target: ListenTarget): Promise<void>;
+  /**
+   * Serves one client connection accepted elsewhere (the launcher accepts on the sandbox's socket
+   * and creates the proxy only when the first client arrives). A paused socket is resumed here.
+   */
+  accept(socket: net.Socket): void;
   /** The bound address (for a port-0 listen in tests). */
   address(): net.AddressInfo | null;
   /** Stops accepting, ends every tunnel and forwarded request, denies requests held for approval. */
@@ -658,6 +663,15 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   return {
     get policy() {
       return policy;
+    },
+    accept(socket) {
+      // The limit a listening server would apply in accept(), applied here for handed-over sockets.
+      if (clients.size >= limits.maxConnections) {
+        socket.destroy();
+        return;
+      }
+      server.emit('connection', socket);
+      socket.resume();
     },
     listen(target) {
       return new Promise((resolveListen, reject) => {
