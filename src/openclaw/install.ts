@@ -215,22 +215,50 @@ export async function installOpenClaw(options: InstallOptions = {}): Promise<Ope
     };
     await writeFile(path.join(workDir, INSTALL_RECORD), JSON.stringify(record, null, 2) + '\n');
 
-    await rm(final.dir, { recursive: true, force: true });
+    // Another install of the same version may finish at the same time (two processes installing
+    // at once). Under a lock: a complete install is never removed under its users (ours is
+    // discarded instead); only an incomplete leftover is moved aside, by rename, then deleted.
+    const unlock = await lockDir(`${final.dir}.lock`);
     try {
+      const other = options.force ? undefined : await readCachedInstall(cacheDir, version);
+      if (other) {
+        await rm(workDir, { recursive: true, force: true });
+        progress({ phase: 'done', message: `OpenClaw ${version} installed in ${final.dir}` });
+        return other;
+      }
+      const trash = `${workDir}.old`;
+      const movedAside = await rename(final.dir, trash).then(
+        () => true,
+        (e: NodeJS.ErrnoException) => {
+          if (e.code !== 'ENOENT') throw e;
+          return false;
+        },
+      );
       await rename(workDir, final.dir);
-    } catch (e) {
-      // Another install of the same version finished first: use it.
-      const other = await readCachedInstall(cacheDir, version);
-      if (!other) throw e;
-      await rm(workDir, { recursive: true, force: true });
-      progress({ phase: 'done', message: `OpenClaw ${version} installed in ${final.dir}` });
-      return other;
+      if (movedAside) await rm(trash, { recursive: true, force: true });
+    } finally {
+      await unlock();
     }
     progress({ phase: 'done', message: `OpenClaw ${version} installed in ${final.dir}` });
     return recordToInstall(record, 'cache');
   } catch (e) {
     await rm(workDir, { recursive: true, force: true });
     throw e;
+  }
+}
+
+/** A directory as a lock between processes; a lock older than a minute is taken as abandoned. */
+async function lockDir(dir: string): Promise<() => Promise<void>> {
+  for (;;) {
+    try {
+      await mkdir(dir);
+      return () => rm(dir, { recursive: true, force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const age = await stat(dir).then((st) => Date.now() - st.mtimeMs, () => 0);
+      if (age > 60_000) await rm(dir, { recursive: true, force: true });
+      else await new Promise((r) => setTimeout(r, 50));
+    }
   }
 }
 
