@@ -37,25 +37,6 @@ export function parsePublishFlag(value: string): { hostPort: number; port: numbe
   return { hostPort, port };
 }
 
-/** HOST[:PORT] for --allow-host; [v6]:port for IPv6 literals. */
-export function parseAllowHostFlag(value: string): { host: string; ports: number[] } {
-  let host = value;
-  let port: number | undefined;
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
-  if (v6) {
-    host = v6[1]!;
-    if (v6[2]) port = Number(v6[2]);
-  } else {
-    const i = value.lastIndexOf(':');
-    if (i > 0 && value.indexOf(':') === i) {
-      host = value.slice(0, i);
-      port = /^\d+$/.test(value.slice(i + 1)) ? Number(value.slice(i + 1)) : NaN;
-    }
-  }
-  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw usageError(`--allow-host ${value}: the port must be 1..65535`, 'run');
-  return { host, ports: [port ?? 443] };
-}
-
 /** K=V sets, K alone copies from the host. */
 export function parseEnvFlags(values: string[]): { set: Record<string, string>; pass: string[] } {
   const set: Record<string, string> = {};

@@ -1,7 +1,7 @@
 import { ClawjailError, isClawjailError } from '../errors.js';
 import { writeJsonFile } from '../cli.js';
 import { launch, planLaunch, type LaunchOptions } from '../launch.js';
-import { applyLogLevelFlag, parse, parseAllowHostFlag, parseBindFlag, parseEnvFlags, parsePublishFlag, usageError } from './args.js';
+import { applyLogLevelFlag, parse, parseBindFlag, parseEnvFlags, parsePublishFlag, usageError } from './args.js';
 
 export const RUN_OPTIONS = {
   profile: { type: 'string', short: 'p' },
@@ -81,7 +81,11 @@ export async function overridesFromFlags(v: RunValues): Promise<Record<string, u
     if (v['allow-host']?.length) throw usageError('--no-network and --allow-host contradict each other', 'run');
     net.mode = 'none';
   }
-  if (v['allow-host']?.length) net.allow = v['allow-host'].map(parseAllowHostFlag);
+  if (v['allow-host']?.length) {
+    // Loaded only when used: it validates with the profile schema, which a plain run does not need.
+    const { parseAllowHostFlag } = await import('../profile/network.js');
+    net.allow = v['allow-host'].map(parseAllowHostFlag);
+  }
   if (v.approvals) net.approvals = { enabled: true };
   if (Object.keys(net).length) o.network = net;
   if (v.route?.length || v['route-credential-env']?.length || v['audit-bodies']) {

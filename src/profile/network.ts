@@ -140,7 +140,6 @@ export function parseAllowHostFlag(value: string): AllowRule {
   if (port !== undefined && !/^[0-9]{1,5}$/.test(port)) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', `--allow-host ${value}: ${JSON.stringify(port)} is not a port number`, {
       hint: 'write HOST or HOST:PORT, e.g. --allow-host api.github.com or --allow-host [::1]:8080',
-      exitCode: 2,
     });
   }
   const parsed = AllowRuleSchema.safeParse(port === undefined ? { host } : { host, ports: [Number(port)] });
@@ -148,7 +147,6 @@ export function parseAllowHostFlag(value: string): AllowRule {
     const message = parsed.error.issues.map((i) => i.message).join('; ');
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', `--allow-host ${value}: ${message}`, {
       hint: 'write HOST or HOST:PORT, e.g. --allow-host api.github.com or --allow-host "*.githubusercontent.com:443"',
-      exitCode: 2,
     });
   }
   return parsed.data;
