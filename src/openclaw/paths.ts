@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { ClawjailError } from '../errors.js';
+import { INFERENCE_PORT } from '../services/inference/env.js';
 
 /**
  * Where things are inside the sandbox. The state dir lives under /sandbox so it persists with the
@@ -19,7 +20,7 @@ export const INSIDE = {
 } as const;
 
 /** The inference router as OpenClaw reaches it inside the sandbox's network namespace. */
-export const ROUTER_URL_INSIDE = 'http://127.0.0.1:3129';
+export const ROUTER_URL_INSIDE = `http://127.0.0.1:${INFERENCE_PORT}`;
 export const GATEWAY_PORT = 18789;
 /** What the sandbox's config holds in place of a provider key; the router replaces it. */
 export const PLACEHOLDER_API_KEY = 'clawjail-router';

@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
 import type { HostFacts } from '../host/probe.js';
 import type { Profile } from '../profile/schema.js';
-import { buildInferenceEnv } from '../services/inference/env.js';
+import { buildInferenceEnv, INFERENCE_PORT, INFERENCE_SOCKET_PATH as INFERENCE_SOCKET } from '../services/inference/env.js';
 import { buildEnv, PATH_CANDIDATES } from './env.js';
 import type { PathFacts } from './host-paths.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
@@ -11,8 +11,8 @@ import { buildMounts, DEVICES, parseSize, type ResolvedBind } from './mounts.js'
 import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
 
 export const EGRESS_PORT = 3128;
-export const INFERENCE_PORT = 3129;
-export const INFERENCE_SOCKET = '/run/clawjail/inference.sock';
+/** Where the router listens inside: defined once, with the router. */
+export { INFERENCE_PORT, INFERENCE_SOCKET_PATH as INFERENCE_SOCKET } from '../services/inference/env.js';
 
 export interface SeccompCompiler {
   (config: Profile['seccomp'], arch: string): { program: Buffer; instructions: number; detail?: string };
