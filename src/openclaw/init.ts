@@ -7,6 +7,7 @@ import { ClawjailError } from '../errors.js';
 import { pinBootstrap } from './bootstrap.js';
 import { isObject, json5FromOpenClaw, parseConfigText, prepareSandboxConfig, type Json5Parse, type OpenClawConfig, type RouteSpec } from './config.js';
 import { sandboxPaths, type SandboxPaths } from './paths.js';
+import { expandHome } from '../plan/host-paths.js';
 
 /** Files the gateway writes into an empty workspace on first start (from its templates). */
 export const SEEDED_FILES = ['AGENTS.md', 'BOOTSTRAP.md', 'IDENTITY.md', 'SOUL.md', 'USER.md'] as const;
@@ -72,7 +73,7 @@ export async function initOpenClawSandbox(options: InitOptions = {}): Promise<In
       hint: `choose another --name, or pass --force to replace it (its sessions and state are discarded)`,
     });
   }
-  const from = options.from ? path.resolve(expandHome(options.from, env)) : undefined;
+  const from = options.from ? path.resolve(expandHome(options.from, env.HOME || homedir())) : undefined;
   if (from && !(await isDir(from))) throw new ClawjailError('ERR_CLAWJAIL_NOT_FOUND', `--from ${from} is not a directory`, { path: from, hint: 'point --from at an OpenClaw state dir such as ~/.openclaw' });
 
   const warnings: string[] = [];
@@ -182,7 +183,7 @@ function workspaceSource(config: OpenClawConfig, from: string, env: NodeJS.Proce
   const defaults = isObject(agents.defaults) ? agents.defaults : {};
   const ws = typeof defaults.workspace === 'string' ? defaults.workspace : undefined;
   if (!ws) return path.join(from, 'workspace');
-  return path.resolve(from, expandHome(ws, env));
+  return path.resolve(from, expandHome(ws, env.HOME || homedir()));
 }
 
 export function templatesDirOf(openclawEntry: string): string {
@@ -215,12 +216,6 @@ export async function seedWorkspace(workspace: string, templatesDir: string): Pr
 export function stripFrontMatter(text: string): string {
   const m = /^---\n[\s\S]*?\n---\n\n?/.exec(text);
   return m ? text.slice(m[0].length) : text;
-}
-
-function expandHome(p: string, env: NodeJS.ProcessEnv): string {
-  if (p === '~') return env.HOME || homedir();
-  if (p.startsWith('~/')) return path.join(env.HOME || homedir(), p.slice(2));
-  return p;
 }
 
 async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
