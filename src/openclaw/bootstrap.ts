@@ -3,6 +3,7 @@ import { lstat, mkdir, readdir, readFile, readlink, rename, writeFile } from 'no
 import path from 'node:path';
 import { z } from 'zod';
 import { ClawjailError } from '../errors.js';
+import { readJsonFile } from './json-file.js';
 import { INSIDE } from './paths.js';
 
 /**
@@ -139,17 +140,8 @@ export async function pinBootstrap(workspace: string, manifestPath: string, opti
   return manifest;
 }
 
-export async function readManifest(manifestPath: string): Promise<BootstrapManifest | undefined> {
-  let text: string;
-  try {
-    text = await readFile(manifestPath, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  const parsed = ManifestSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new ClawjailError('ERR_CLAWJAIL_OPENCLAW', `bootstrap manifest ${manifestPath} is damaged`, { hint: 'run `clawjail openclaw pin` to write it again' });
-  return parsed.data;
+export function readManifest(manifestPath: string): Promise<BootstrapManifest | undefined> {
+  return readJsonFile(manifestPath, ManifestSchema, 'bootstrap manifest', 'run `clawjail openclaw pin` to write it again');
 }
 
 export type BootstrapVerdict =

@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ClawjailError } from '../errors.js';
+import { readJsonFile } from './json-file.js';
 import { pinBootstrap } from './bootstrap.js';
 import { isObject, json5FromOpenClaw, parseConfigText, prepareSandboxConfig, type Json5Parse, type OpenClawConfig, type RouteSpec } from './config.js';
 import { sandboxPaths, type SandboxPaths } from './paths.js';
@@ -149,17 +150,8 @@ export async function initOpenClawSandbox(options: InitOptions = {}): Promise<In
   return { paths, routes: prepared.routes, gatewayToken, warnings, seeded, copied };
 }
 
-export async function readSandboxRecord(recordPath: string): Promise<SandboxRecord | undefined> {
-  let text: string;
-  try {
-    text = await readFile(recordPath, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  const parsed = RecordSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new ClawjailError('ERR_CLAWJAIL_OPENCLAW', `sandbox record ${recordPath} is damaged`, { hint: 'run `clawjail openclaw init --force` to rebuild the sandbox' });
-  return parsed.data;
+export function readSandboxRecord(recordPath: string): Promise<SandboxRecord | undefined> {
+  return readJsonFile(recordPath, RecordSchema, 'sandbox record', 'run `clawjail openclaw init --force` to rebuild the sandbox');
 }
 
 /**
