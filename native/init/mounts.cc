@@ -161,19 +161,13 @@ bool doTmpfs(int root, const plan::Mount& m) {
   return true;
 }
 
-bool doProc(int root, const plan::Mount& m) {
-  Fd dest(ensureDir(root, m.dest, 0555));
-  if (!dest.ok()) return errors::fail("mount.proc_target", errno, m.dest);
-  if (mount("proc", fdPath(dest.get()).c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-    return errors::fail("mount.proc", errno, m.dest);
-  return true;
-}
-
-bool doMqueue(int root, const plan::Mount& m) {
-  Fd dest(ensureDir(root, m.dest, 0755));
-  if (!dest.ok()) return errors::fail("mount.mqueue_target", errno, m.dest);
-  if (mount("mqueue", fdPath(dest.get()).c_str(), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-    return errors::fail("mount.mqueue", errno, m.dest);
+// A fresh kernel filesystem (proc, mqueue) with no setuid, devices or executables. Steps are
+// "mount.<fstype>_target" and "mount.<fstype>".
+bool mountKernelFs(int root, const plan::Mount& m, const std::string& fstype, mode_t mode) {
+  Fd dest(ensureDir(root, m.dest, mode));
+  if (!dest.ok()) return errors::fail(("mount." + fstype + "_target").c_str(), errno, m.dest);
+  if (mount(fstype.c_str(), fdPath(dest.get()).c_str(), fstype.c_str(), MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    return errors::fail(("mount." + fstype).c_str(), errno, m.dest);
   return true;
 }
 
@@ -293,8 +287,8 @@ bool buildRootAndPivot(const plan::Plan& plan, Sources& sources) {
     switch (m.op) {
       case plan::MountOp::Bind: ok = doBind(root.get(), m, sources.mountFds[i]); break;
       case plan::MountOp::Tmpfs: ok = doTmpfs(root.get(), m); break;
-      case plan::MountOp::Proc: ok = doProc(root.get(), m); break;
-      case plan::MountOp::Mqueue: ok = doMqueue(root.get(), m); break;
+      case plan::MountOp::Proc: ok = mountKernelFs(root.get(), m, "proc", 0555); break;
+      case plan::MountOp::Mqueue: ok = mountKernelFs(root.get(), m, "mqueue", 0755); break;
       case plan::MountOp::Dev: ok = doDev(root.get(), m, sources.deviceFds[i]); break;
       case plan::MountOp::File: ok = doFile(root.get(), m, static_cast<int>(i)); break;
       case plan::MountOp::Dir: ok = doDir(root.get(), m); break;
