@@ -61,6 +61,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
       ...(host.userns.errno !== undefined ? { errno: host.userns.errno } : {}),
     });
   }
+  refuseServicePortPublish(profile);
   const identity = buildIdentity(profile, host);
   layers.push({ layer: 'namespaces', status: 'enforced', detail: 'user, mount, pid, net, ipc, uts, cgroup' });
   layers.push({
@@ -121,7 +122,8 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
       readWrite: [...mountResult.readWritePaths, ...ll.readWrite],
       devices: [...DEVICES.map((d) => `/dev/${d}`), '/dev/pts'],
       connectPorts: [...nativeServices.filter((s) => s.kind === 'tcp').map((s) => s.port!), ...ll.connectPorts],
-      bindPorts: ll.bindPorts,
+      // A published port is served by a listener inside: it must be allowed to bind it.
+      bindPorts: [...ll.bindPorts, ...profile.publish.map((p) => p.port)],
       logDenials: ll.logDenials,
     });
     const d = downgradeLandlock(abi, request);
@@ -263,6 +265,23 @@ function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, 
   }
   layers.push({ layer: 'cgroup', status: 'enforced', mode: c.mode, detail: Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(' ') });
   return { dir: dir!, settings, mode: c.mode };
+}
+
+/** Ports inside the sandbox that belong to its own services, whichever of them run. */
+export const SERVICE_PORTS: readonly number[] = [EGRESS_PORT, INFERENCE_PORT];
+
+/**
+ * Publishing a service port would hand the proxy (the sandbox's egress) or the router (with the
+ * operator's key injected) to every local user of the host.
+ */
+function refuseServicePortPublish(profile: Profile): void {
+  for (const p of profile.publish) {
+    if (!SERVICE_PORTS.includes(p.port)) continue;
+    const what = p.port === EGRESS_PORT ? 'the egress proxy' : 'the inference router (which adds the route keys)';
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `refusing to publish port ${p.port}: it is ${what} of the sandbox, and publishing it would expose it to every local user of the host`, {
+      hint: `publish the port of your own server inside instead (any port but ${SERVICE_PORTS.join(' and ')})`,
+    });
+  }
 }
 
 /** The point of the router is that keys stay outside: refuse a profile that would carry one in. */

@@ -1,4 +1,4 @@
-import { execa, type Options, type Result } from 'execa';
+import { execa, type Options, type Result, type ResultPromise } from 'execa';
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -62,6 +62,11 @@ export interface RunOptions {
 
 /** Runs `clawjail ARGS…` (as root, or as the unprivileged user through setpriv). */
 export async function clawjail(args: string[], options: RunOptions = {}): Promise<Result> {
+  return clawjailProcess(args, options);
+}
+
+/** Starts `clawjail ARGS…` and returns the running process (stdout/stderr piped) to talk to. */
+export function clawjailProcess(args: string[], options: RunOptions = {}): ResultPromise {
   const as = options.as ?? 'root';
   const root = packageRootFor(as);
   const cli = join(root, 'bin', 'clawjail.js');
