@@ -13,6 +13,7 @@ export type ClawjailErrorCode =
   | 'ERR_CLAWJAIL_NOT_FOUND'
   | 'ERR_CLAWJAIL_NOT_EXECUTABLE'
   | 'ERR_CLAWJAIL_SERVICE'
+  | 'ERR_CLAWJAIL_CONTROL_DIR'
   | 'ERR_CLAWJAIL_OPENCLAW'
   | (string & {});
 

@@ -218,32 +218,32 @@ describe('control socket and CLI errors', () => {
   it('no such sandbox: names the socket it looked for and the running ones', async () => {
     await startStack('running-one', base());
     const r = await cli({ command: 'approvals', name: 'nope' });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(125);
     expect(r.err).toContain(`no running sandbox named nope: there is no control socket at ${join(runtime, 'nope', 'control.sock')}`);
     expect(r.err).toContain('running sandboxes: running-one');
   });
 
   it('no sandbox at all', async () => {
     const r = await cli({ command: 'approvals' });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(125);
     expect(r.err).toContain(`no running sandbox: no control socket under ${runtime}`);
   });
 
-  it('usage errors exit 2', async () => {
-    expect(await cli({ command: 'approve' })).toMatchObject({ code: 2, err: expect.stringContaining('approve needs the id') });
-    expect(await cli({ command: 'deny', id: 'abc', always: true })).toMatchObject({ code: 2, err: expect.stringContaining('--always only goes with approve') });
-    expect(await cli({ command: 'approvals', name: '../etc' })).toMatchObject({ code: 2, err: expect.stringContaining('invalid sandbox name') });
+  it('usage errors exit 125', async () => {
+    expect(await cli({ command: 'approve' })).toMatchObject({ code: 125, err: expect.stringContaining('approve needs the id') });
+    expect(await cli({ command: 'deny', id: 'abc', always: true })).toMatchObject({ code: 125, err: expect.stringContaining('--always only goes with approve') });
+    expect(await cli({ command: 'approvals', name: '../etc' })).toMatchObject({ code: 125, err: expect.stringContaining('invalid sandbox name') });
   });
 
-  it('an unknown id exits 1 and says how to list', async () => {
+  it('an unknown id exits 125 and says how to list', async () => {
     await startStack('ids', base());
     const r = await cli({ command: 'approve', id: 'deadbeef' });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(125);
     expect(r.err).toContain('no pending approval with id deadbeef');
     expect(r.err).toContain('clawjail approvals');
   });
 
-  it('--always without a profile file approves but exits 1 saying the rule was not saved', async () => {
+  it('--always without a profile file approves but exits 125 saying the rule was not saved', async () => {
     const broker = createApprovalBroker({ timeoutMs: 5_000 });
     const control = createControlServer({ sandbox: 'nofile', broker, env: env() });
     await control.listen();
@@ -251,7 +251,7 @@ describe('control socket and CLI errors', () => {
       const waiting = broker.request({ host: 'x.test', port: 443, via: 'connect' });
       const id = broker.list()[0]!.id;
       const r = await cli({ command: 'approve', id, always: true });
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(125);
       expect(r.out).toContain('for this run only');
       expect(r.err).toContain('was not saved: this sandbox has no profile file');
       expect((await waiting).verdict).toBe('allow');

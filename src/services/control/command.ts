@@ -2,7 +2,7 @@ import { lstat } from 'node:fs/promises';
 import { ClawjailError, isClawjailError } from '../../errors.js';
 import type { DecideResult, PendingApproval } from '../egress/approvals.js';
 import { createControlClient } from './client.js';
-import { checkSandboxName, controlBaseDir, controlSocketPath, listSandboxNames, type RuntimeContext } from './paths.js';
+import { checkControlSocket, checkSandboxName, controlBaseDir, controlSocketPath, listSandboxNames, type RuntimeContext } from './paths.js';
 
 export interface ApprovalsCommandArgs {
   command: 'approvals' | 'approve' | 'deny';
@@ -20,8 +20,8 @@ export interface ApprovalsCommandIo extends RuntimeContext {
 /**
  * `clawjail approvals [--name N] [--json]`, `clawjail approve ID [--always] [--name N]`,
  * `clawjail deny ID [--name N]`. Without --name: every running sandbox is listed, and an id is
- * looked up in all of them. Returns the exit status: 0 done, 1 failed (no sandbox, no such id,
- * rule not saved), 2 usage.
+ * looked up in all of them. Returns the exit status: 0 done, 125 when clawjail failed (no sandbox,
+ * no such id, rule not saved, a usage error), as every clawjail command.
  */
 export async function runApprovalsCommand(args: ApprovalsCommandArgs, out: NodeJS.WritableStream, io: ApprovalsCommandIo = {}): Promise<number> {
   const err = io.err ?? process.stderr;
@@ -30,12 +30,12 @@ export async function runApprovalsCommand(args: ApprovalsCommandArgs, out: NodeJ
   } catch (e) {
     if (!isClawjailError(e)) throw e;
     err.write(`clawjail ${args.command}: ${e.message}\n`);
-    return e.code === 'ERR_CLAWJAIL_USAGE' ? 2 : 1;
+    return e.exitCode;
   }
 }
 
 function usage(message: string, hint: string): ClawjailError {
-  return new ClawjailError('ERR_CLAWJAIL_USAGE', message, { hint, exitCode: 2 });
+  return new ClawjailError('ERR_CLAWJAIL_USAGE', message, { hint });
 }
 
 async function run(args: ApprovalsCommandArgs, out: NodeJS.WritableStream, ctx: RuntimeContext): Promise<number> {
@@ -105,6 +105,7 @@ async function findSandboxes(name: string | undefined, ctx: RuntimeContext): Pro
           : `no sandbox is running for this user (nothing under ${base}); root's sandboxes are under /run/clawjail, others under $XDG_RUNTIME_DIR/clawjail`,
       });
     }
+    await checkControlSocket(socket, ctx);
     return [{ name, socket }];
   }
   const names = await listSandboxNames(ctx);
@@ -113,7 +114,9 @@ async function findSandboxes(name: string | undefined, ctx: RuntimeContext): Pro
       hint: 'start one with `clawjail run`; a sandbox started by another user (or by root) has its sockets elsewhere, run this command as that user',
     });
   }
-  return names.map((n) => ({ name: n, socket: controlSocketPath(n, ctx) }));
+  const targets = names.map((n) => ({ name: n, socket: controlSocketPath(n, ctx) }));
+  for (const t of targets) await checkControlSocket(t.socket, ctx);
+  return targets;
 }
 
 function dest(host: string, port: number): string {

@@ -4,5 +4,5 @@ export { createControlClient } from './client.js';
 export type { ControlClient } from './client.js';
 export { runApprovalsCommand } from './command.js';
 export type { ApprovalsCommandArgs, ApprovalsCommandIo } from './command.js';
-export { controlBaseDir, controlSocketPath, listSandboxNames, checkSandboxName, ensurePrivateDir } from './paths.js';
+export { controlBaseDir, controlSocketPath, listSandboxNames, checkSandboxName, checkControlSocket, checkPrivateDir, ensurePrivateDir } from './paths.js';
 export type { RuntimeContext } from './paths.js';

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { ClawjailError, isClawjailError } from '../../errors.js';
 import type { AuditSink } from '../../log.js';
 import type { ApprovalBroker, ApprovalVerdict } from '../egress/approvals.js';
-import { controlSocketPath, ensurePrivateDir, type RuntimeContext } from './paths.js';
+import { controlBaseDir, controlSocketPath, ensurePrivateDir, type RuntimeContext } from './paths.js';
 
 /**
  * The per-sandbox control socket: small JSON over HTTP on a unix socket.
@@ -85,7 +85,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   return {
     path,
     async listen() {
-      await ensurePrivateDir(dirname(path));
+      await ensurePrivateDir(dirname(path), undefined, options.socketPath ? dirname(path) : controlBaseDir(options));
       await clearStaleSocket(path, sandbox);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
