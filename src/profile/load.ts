@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -108,11 +108,24 @@ function layerOnBase(raw: unknown, label: string, dir: string, sources: string[]
   return mergeProfiles(base, rest);
 }
 
+/** Profiles are small; a bigger file is a mistake or an attack on the parser. */
+export const MAX_PROFILE_BYTES = 1 << 20;
+/** YAML aliases may be used, but not to multiply a document (the "billion laughs"). */
+const MAX_ALIAS_COUNT = 100;
+
 export function readProfileFile(path: string): unknown {
   let text: string;
   try {
+    const size = statSync(path).size;
+    if (size > MAX_PROFILE_BYTES) {
+      throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `profile ${path} is ${size} bytes, over the ${MAX_PROFILE_BYTES}-byte limit for a profile`, {
+        hint: 'a profile holds settings, not data: check that the path names the profile you meant',
+        path,
+      });
+    }
     text = readFileSync(path, 'utf8');
   } catch (e) {
+    if (e instanceof ClawjailError) throw e;
     const err = e as NodeJS.ErrnoException;
     throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `cannot read profile ${path}: ${err.code ?? err.message}`, {
       hint: 'check the path and its permissions',
@@ -129,6 +142,16 @@ export function readProfileFile(path: string): unknown {
       path,
     });
   }
-  const value = doc.toJS() as unknown;
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (e) {
+    // The yaml package throws a ReferenceError for an alias that expands past the count.
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `profile ${path}: its YAML aliases (*name) expand to more than ${MAX_ALIAS_COUNT} copies`, {
+      hint: 'write the repeated parts out, or use fewer aliases; this limit stops a small file from expanding into a huge profile',
+      path,
+      cause: e,
+    });
+  }
   return value ?? {};
 }

@@ -71,6 +71,25 @@ describe('loadProfile', () => {
     expect(fail(() => loadProfile({ profile: p })).code).toBe('ERR_CLAWJAIL_PROFILE');
   });
 
+  it('refuses a YAML alias bomb with a named profile error, not an internal error', () => {
+    const levels = 'abcdefghi'.split('');
+    const text = levels.map((l, i) => (i === 0 ? `${l}: &${l} ["x","x","x","x","x","x","x","x","x"]` : `${l}: &${l} [${Array(9).fill(`*${levels[i - 1]}`).join(',')}]`)).join('\n');
+    const p = file('bomb.yaml', text + '\n');
+    const e = fail(() => loadProfile({ profile: p }));
+    expect(e.code).toBe('ERR_CLAWJAIL_PROFILE');
+    expect(e.message).toContain(`profile ${p}: its YAML aliases (*name) expand to more than 100 copies`);
+    // A few aliases are fine.
+    const ok = file('alias-ok.yaml', 'x-ports: &ports [8080]\nlandlock:\n  bindPorts: *ports\n  connectPorts: *ports\n');
+    expect(fail(() => loadProfile({ profile: ok })).message).toContain('x-ports'); // unknown key, but parsed past the aliases
+  });
+
+  it('refuses a profile file over 1 MiB before parsing it', () => {
+    const p = file('huge.yaml', '#'.repeat((1 << 20) + 1));
+    const e = fail(() => loadProfile({ profile: p }));
+    expect(e.code).toBe('ERR_CLAWJAIL_PROFILE');
+    expect(e.message).toContain(`profile ${p} is ${(1 << 20) + 1} bytes, over the 1048576-byte limit`);
+  });
+
   it('detects extends cycles and unknown profiles', () => {
     const a = join(dir, 'c1.yaml');
     const b = join(dir, 'c2.yaml');
