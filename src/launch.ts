@@ -1,4 +1,4 @@
-import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, homedir, tmpdir } from 'node:os';
 import net from 'node:net';
 import { join, posix } from 'node:path';
@@ -8,9 +8,10 @@ import { ClawjailError } from './errors.js';
 import { explainUsernsFailure, probeHost, type HostFacts } from './host/probe.js';
 import { createAuditSink, logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
 import { addon, helperPath } from './native.js';
+import { packageRoot } from './paths.js';
 import { expandHome, inspectHostPath, inspectHostPaths } from './plan/host-paths.js';
 import { PATH_CANDIDATES } from './plan/env.js';
-import { GENERATED_ETC } from './plan/mounts.js';
+import { GENERATED_ETC, type ProtectedPath } from './plan/mounts.js';
 import { buildPlan, type LaunchPlan } from './plan/plan.js';
 import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
@@ -53,7 +54,7 @@ export async function planLaunch(options: LaunchOptions): Promise<{ plan: Launch
   const sandboxDir = loaded.profile.filesystem.sandboxDir
     ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
     : { host: '<temporary directory>', ephemeral: true };
-  const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0);
+  const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0, protectedPaths(loaded, options, sandboxDir));
   return { plan, loaded, host };
 }
 
@@ -94,7 +95,7 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     await audit.close();
   };
   try {
-    const plan = plan3(options, profile, host, name, sandboxDir, process.pid);
+    const plan = plan3(options, profile, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
     for (const w of plan.warnings) log.warn({ sandbox: name }, w);
     prepareCgroup(plan, cleanups, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
@@ -189,7 +190,28 @@ function sandboxName(options: LaunchOptions, profile: Profile): string {
   return options.name ?? profile.name ?? `clawjail-${process.pid}-${++counter}`;
 }
 
-function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number): LaunchPlan {
+/**
+ * Host paths a read-write bind must not contain: the sandbox's own directory, the profile files
+ * (its policy), the audit log, and clawjail itself (the helper a root supervisor executes).
+ */
+function protectedPaths(loaded: LoadedProfile, options: LaunchOptions, sandboxDir: { host: string; ephemeral: boolean }): ProtectedPath[] {
+  const log = options.auditLog ?? loaded.profile.network.auditLog;
+  const paths: ProtectedPath[] = [
+    { path: packageRoot, what: 'clawjail installation' },
+    ...loaded.sources.map((path) => ({ path, what: 'profile' as const })),
+    ...(log ? [{ path: expandHome(log), what: 'audit log' as const }] : []),
+    ...(sandboxDir.host.startsWith('/') ? [{ path: sandboxDir.host, what: 'sandbox directory' as const }] : []),
+  ];
+  return paths.map((p) => {
+    try {
+      return { ...p, path: realpathSync(p.path) };
+    } catch {
+      return p;
+    }
+  });
+}
+
+function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number, protect: ProtectedPath[]): LaunchPlan {
   if (options.command.length === 0 || !options.command[0]) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
   }
@@ -204,6 +226,7 @@ function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: 
     name,
     supervisorPid: pid,
     sandboxDir,
+    protectedPaths: protect,
     hostEnv: options.env ?? process.env,
     expand,
     ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),

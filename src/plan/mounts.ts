@@ -16,12 +16,20 @@ import type { NativeMount } from './types.js';
 export interface MountInput {
   profile: Profile;
   sandboxHostDir: string;
+  /** Real host paths that no read-write bind may contain (equal to or beneath its source). */
+  protectedPaths?: ProtectedPath[];
   /** lstat/realpath facts for system paths, generated-file targets and bind sources (expanded). */
   facts: PathFacts;
   /** Bind sources after ~ expansion, keyed by the profile's text. */
   expand: (p: string) => string;
   tmpSizeBytes: number;
   sandboxUser: { uid: number; gid: number };
+}
+
+/** A host path the workload must not be able to change, and what it is (for the refusal). */
+export interface ProtectedPath {
+  path: string;
+  what: 'sandbox directory' | 'profile' | 'audit log' | 'clawjail installation';
 }
 
 export interface ResolvedBind {
@@ -121,6 +129,7 @@ export function resolveBinds(input: MountInput, warnings: string[]): ResolvedBin
         path: src,
       });
     }
+    refuseDangerousSource(flag, b.src, f.real, readonly, input.protectedPaths ?? []);
     if (f.real !== src) warnings.push(`${flag} ${src}: resolves to ${f.real} (a symlink is on the way); binding ${f.real}`);
     out.push({ src, resolved: f.real, dest, readonly, landlock: b.landlock, isDir: f.realKind === 'dir' });
   }
@@ -129,6 +138,37 @@ export function resolveBinds(input: MountInput, warnings: string[]): ResolvedBin
     .map((b, i) => ({ b, i }))
     .sort((x, y) => depth(x.b.dest) - depth(y.b.dest) || x.i - y.i)
     .map((x) => x.b);
+}
+
+/** Host filesystems of the kernel's own: never bound read-write; the host's /proc not even read-only. */
+const KERNEL_SOURCES = ['/proc', '/sys', '/dev'];
+
+const within = (p: string, dir: string): boolean => dir === '/' || p === dir || p.startsWith(dir + '/');
+
+/**
+ * A bind source is checked after resolving symlinks, whatever its destination: a read-write `/`
+ * is the whole host; a read-write parent of the sandbox's state or policy lets the workload
+ * rewrite its own rules for the next run; the host's /proc shows the supervisor's environment.
+ */
+function refuseDangerousSource(flag: string, text: string, real: string, readonly: boolean, protectedPaths: ProtectedPath[]): void {
+  const refuse = (why: string, hint: string): never => {
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `${flag} ${text}${real !== text ? ` (${real})` : ''}: ${why}`, { hint, path: real });
+  };
+  if (within(real, '/proc')) refuse("the host's /proc is never bound: it shows host processes and their environment", 'the sandbox has its own /proc');
+  if (readonly) return;
+  if (real === '/') refuse('the host root is never bound read-write', 'bind the directories you need, read-write only where the workload must write');
+  for (const k of KERNEL_SOURCES) {
+    if (within(real, k)) refuse(`${k} is never bound read-write`, `bind it with --ro if the workload must read it${k === '/dev' ? '; the sandbox has its own /dev' : ''}`);
+  }
+  for (const { path, what } of protectedPaths) {
+    if (!within(path, real)) continue;
+    refuse(
+      `it contains ${path}, the sandbox's ${what}; the workload could change it for the runs that follow`,
+      what === 'clawjail installation'
+        ? 'install clawjail outside the directories you bind read-write (e.g. npm install -g), or bind this one with --ro'
+        : 'bind a directory that does not contain it, or bind it with --ro',
+    );
+  }
 }
 
 const depth = (p: string): number => p.split('/').filter(Boolean).length;

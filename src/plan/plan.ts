@@ -7,7 +7,7 @@ import { buildEnv, PATH_CANDIDATES } from './env.js';
 import type { PathFacts } from './host-paths.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
 import { buildRlimits } from './limits.js';
-import { buildMounts, DEVICES, parseSize, type ResolvedBind } from './mounts.js';
+import { buildMounts, DEVICES, parseSize, type ProtectedPath, type ResolvedBind } from './mounts.js';
 import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
 
 export const EGRESS_PORT = 3128;
@@ -26,6 +26,8 @@ export interface BuildPlanInput {
   name: string;
   supervisorPid: number;
   sandboxDir: { host: string; ephemeral: boolean };
+  /** Real host paths no read-write bind may contain (the sandbox's state, its policy, clawjail). */
+  protectedPaths?: ProtectedPath[];
   hostEnv: Record<string, string | undefined>;
   expand: (p: string) => string;
   /** Where this sandbox's cgroup would be created (from the host facts), if anywhere. */
@@ -73,6 +75,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
   const mountResult = buildMounts({
     profile,
     sandboxHostDir: input.sandboxDir.host,
+    protectedPaths: input.protectedPaths ?? [],
     facts: input.pathFacts,
     expand: input.expand,
     tmpSizeBytes: parseSize(profile.filesystem.tmpSize),
