@@ -1,4 +1,4 @@
-import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, homedir, tmpdir } from 'node:os';
 import net from 'node:net';
 import { join, posix } from 'node:path';
@@ -73,7 +73,7 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
   await precompileSeccomp(profile, host);
   // 3. plan (after preparing /sandbox's host directory, the only thing created before it)
   const name = sandboxName(options, profile);
-  const sandboxDir = prepareSandboxDir(profile, host, name);
+  const sandboxDir = prepareSandboxDir(profile, host, name, log);
   const cleanups: (() => void | Promise<void>)[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
   let services: RunningServices | undefined;
@@ -266,7 +266,7 @@ function compileSeccompCached(config: Profile['seccomp'], arch: string): Compile
 }
 
 /** /sandbox's host side: the given directory (created if missing) or a fresh temporary one. */
-function prepareSandboxDir(profile: Profile, host: HostFacts, name: string): { host: string; ephemeral: boolean } {
+function prepareSandboxDir(profile: Profile, host: HostFacts, name: string, log: Logger): { host: string; ephemeral: boolean } {
   const owner = host.isRoot ? { uid: profile.identity.uid, gid: profile.identity.gid } : undefined;
   if (!profile.filesystem.sandboxDir) {
     const dir = mkdtempSync(join(tmpdir(), `clawjail-${name}-`));
@@ -278,6 +278,7 @@ function prepareSandboxDir(profile: Profile, host: HostFacts, name: string): { h
   if (fact.kind === 'missing') {
     mkdirSync(wanted, { recursive: true, mode: 0o700 });
     if (owner) chownSync(wanted, owner.uid, owner.gid);
+    log.warn({ sandbox: name }, `created --sandbox-dir ${wanted}${owner ? ` for host uid ${owner.uid}` : ''}; it is kept after the run`);
     fact = inspectHostPath(wanted);
   }
   if (!fact.real || fact.realKind !== 'dir') {
@@ -286,17 +287,40 @@ function prepareSandboxDir(profile: Profile, host: HostFacts, name: string): { h
       path: wanted,
     });
   }
-  if (fact.real !== wanted) rootLogger.warn(`--sandbox-dir ${wanted} resolves to ${fact.real} (a symlink is on the way); using ${fact.real}`);
+  if (fact.real !== wanted) log.warn(`--sandbox-dir ${wanted} resolves to ${fact.real} (a symlink is on the way); using ${fact.real}`);
   if (owner) {
     const st = inspectHostPath(fact.real);
     if (st.uid !== owner.uid) {
-      throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `--sandbox-dir ${fact.real} is owned by uid ${st.uid}, but the sandbox runs as host uid ${owner.uid}`, {
-        hint: `chown -R ${owner.uid}:${owner.gid} ${fact.real}, or set identity.uid to the directory's owner`,
-        path: fact.real,
-      });
+      if (!profile.filesystem.chownSandboxDir) {
+        throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `--sandbox-dir ${fact.real} is owned by uid ${st.uid}, but the sandbox runs as host uid ${owner.uid}`, {
+          hint: `pass --chown-sandbox-dir (filesystem.chownSandboxDir) to give it and everything in it to uid ${owner.uid}, or run the sandbox as its owner with identity.uid: ${st.uid}${st.uid === 0 ? ' (not 0: pick a dedicated uid and chown the directory to it)' : ''}`,
+          path: fact.real,
+        });
+      }
+      chownTree(fact.real, owner.uid, owner.gid);
+      log.warn({ sandbox: name }, `--chown-sandbox-dir: ${fact.real} and its contents now belong to uid ${owner.uid} (was ${st.uid})`);
     }
   }
   return { host: fact.real, ephemeral: false };
+}
+
+/** chown -R that never follows a symlink (lchown on each entry; directories found by lstat). */
+function chownTree(root: string, uid: number, gid: number): void {
+  const walk = (p: string) => {
+    const st = lstatSync(p);
+    lchownSync(p, uid, gid);
+    if (st.isDirectory()) for (const e of readdirSync(p)) walk(join(p, e));
+  };
+  try {
+    walk(root);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `--chown-sandbox-dir: cannot chown ${err.path ?? root}: ${err.code ?? err.message}`, {
+      hint: `chown -R ${uid}:${gid} ${root} yourself, or use another --sandbox-dir`,
+      path: err.path ?? root,
+      cause: e,
+    });
+  }
 }
 
 /** oom_kill count from the sandbox cgroup's memory.events (0 when absent). */

@@ -6,6 +6,7 @@ import { applyLogLevelFlag, parse, parseBindFlag, parseEnvFlags, parsePublishFla
 export const RUN_OPTIONS = {
   profile: { type: 'string', short: 'p' },
   'sandbox-dir': { type: 'string' },
+  'chown-sandbox-dir': { type: 'boolean' },
   ro: { type: 'string', multiple: true },
   rw: { type: 'string', multiple: true },
   env: { type: 'string', short: 'e', multiple: true },
@@ -32,6 +33,7 @@ export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
 
   -p, --profile NAME|FILE     built-in profile (default, strict, openclaw) or a YAML/JSON file
       --sandbox-dir DIR       host directory mounted at /sandbox (default: a temporary one, removed at exit)
+      --chown-sandbox-dir     root: give an existing --sandbox-dir of another owner to the sandbox uid (recursively)
       --ro SRC[:DEST]         bind a host path read-only (repeatable)
       --rw SRC[:DEST]         bind a host path read-write (repeatable; never /)
   -e, --env K=V | K           set a variable, or copy K from the host (repeatable)
@@ -60,6 +62,7 @@ export async function overridesFromFlags(v: RunValues): Promise<Record<string, u
   const o: Record<string, Record<string, unknown> | unknown> = {};
   const fs: Record<string, unknown> = {};
   if (v['sandbox-dir']) fs.sandboxDir = v['sandbox-dir'];
+  if (v['chown-sandbox-dir']) fs.chownSandboxDir = true;
   if (v.ro?.length) fs.ro = v.ro.map((x) => parseBindFlag('--ro', x));
   if (v.rw?.length) fs.rw = v.rw.map((x) => parseBindFlag('--rw', x));
   if (v['tmp-size']) fs.tmpSize = v['tmp-size'];

@@ -1,4 +1,4 @@
-import { lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 
 /** What a host path is, gathered before planning so the planner itself stays pure. */
@@ -12,6 +12,10 @@ export interface PathFact {
   /** Kind of what the path resolves to. */
   realKind?: 'dir' | 'file' | 'other';
   uid?: number;
+  /** Owner, group and mode of what the path resolves to. */
+  realOwner?: { uid: number; gid: number; mode: number };
+  /** access(W_OK) for this process: what an unprivileged caller's sandbox (same uid, same groups) can do. */
+  writableByCaller?: boolean;
 }
 
 export type PathFacts = Record<string, PathFact>;
@@ -40,8 +44,16 @@ export function inspectHostPath(path: string): PathFact {
   if (fact.kind === 'symlink') fact.link = readlinkSync(path);
   try {
     fact.real = realpathSync(path);
-    const rk = kindOf(statSync(fact.real));
+    const st = statSync(fact.real);
+    const rk = kindOf(st);
     fact.realKind = rk === 'symlink' || rk === 'missing' ? 'other' : rk;
+    fact.realOwner = { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 };
+    try {
+      accessSync(fact.real, constants.W_OK);
+      fact.writableByCaller = true;
+    } catch {
+      fact.writableByCaller = false;
+    }
   } catch {
     // dangling symlink: real stays undefined
   }

@@ -82,10 +82,22 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     sandboxUser: { uid: identity.uid, gid: identity.gid },
   });
   warnings.push(...mountResult.warnings);
+  const rwBinds = mountResult.binds.filter((b) => !b.readonly);
+  const unwritable = rwBinds.filter((b) => !sandboxCanWrite(input.pathFacts[input.expand(b.src)], identity, host.isRoot));
+  for (const b of unwritable) {
+    const o = input.pathFacts[input.expand(b.src)]?.realOwner;
+    warnings.push(
+      `--rw ${b.src}: the sandbox user (host uid ${identity.hostUid}) cannot write to ${b.resolved}${o ? ` (owner uid ${o.uid}, group ${o.gid}, mode ${o.mode.toString(8)})` : ''}; ${b.dest} is read-only in practice` +
+        (host.isRoot ? `: chown ${identity.hostUid}:${identity.hostGid} ${b.resolved} to make it writable` : ''),
+    );
+  }
   layers.push({
     layer: 'filesystem',
     status: 'enforced',
-    detail: `read-only ${mountResult.readOnlyPaths.join(' ')}; writable /sandbox (${input.sandboxDir.ephemeral ? 'temporary' : input.sandboxDir.host}), /tmp (${profile.filesystem.tmpSize})${mountResult.binds.filter((b) => !b.readonly).map((b) => `, ${b.dest}`).join('')}`,
+    detail:
+      `read-only ${mountResult.readOnlyPaths.join(' ')}; writable /sandbox (${input.sandboxDir.ephemeral ? 'temporary' : input.sandboxDir.host}), /tmp (${profile.filesystem.tmpSize})` +
+      rwBinds.filter((b) => !unwritable.includes(b)).map((b) => `, ${b.dest}`).join('') +
+      (unwritable.length ? `; bound read-write but not writable by the sandbox user: ${unwritable.map((b) => b.dest).join(', ')}` : ''),
   });
 
   const services: LaunchPlan['services'] = {};
@@ -226,6 +238,20 @@ export function buildIdentity(profile: Profile, host: HostFacts): NativeIdentity
     return { uid, gid, hostUid: uid, hostGid: gid, dropSupplementaryGroups: true };
   }
   return { uid: host.uid, gid: host.gid, hostUid: host.uid, hostGid: host.gid, dropSupplementaryGroups: false };
+}
+
+/**
+ * What the kernel will let the sandbox user do with a bind source. A root caller's sandbox runs as
+ * identity.hostUid with no supplementary groups, so owner/group/other bits decide; an unprivileged
+ * caller's sandbox is the caller (same uid and groups), so its own access() check is the answer.
+ */
+export function sandboxCanWrite(fact: PathFacts[string] | undefined, identity: NativeIdentity, callerIsRoot: boolean): boolean {
+  if (!fact?.realOwner) return true;
+  if (!callerIsRoot) return fact.writableByCaller !== false;
+  const { uid, gid, mode } = fact.realOwner;
+  if (uid === identity.hostUid) return (mode & 0o200) !== 0;
+  if (gid === identity.hostGid) return (mode & 0o020) !== 0;
+  return (mode & 0o002) !== 0;
 }
 
 /** A PATH entry is kept when it lies under (or is a link to) a read-only system path. */

@@ -44,6 +44,10 @@ export const FilesystemSchema = z
     sandboxDir: hostPath('sandboxDir')
       .optional()
       .describe('Host directory mounted read-write at /sandbox (the workload\'s HOME and cwd). When absent, a fresh temporary directory is used and removed at exit.'),
+    chownSandboxDir: z
+      .boolean()
+      .default(false)
+      .describe('Root callers: give an existing sandboxDir owned by another uid to the sandbox uid (identity.uid), recursively, before the run (like podman\'s :U). Off: such a directory is refused.'),
     keepSandboxDir: z.boolean().default(false).describe('Keep the temporary /sandbox directory at exit (only when sandboxDir is not given); its path is logged.'),
     system: z
       .array(insidePath('system path'))
