@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { ClawjailError, isClawjailError } from './errors.js';
@@ -74,20 +74,6 @@ export function applyLogLevel(level: string | undefined): void {
   }
   process.env.CLAWJAIL_LOG_LEVEL = level;
   setLogLevel(level as LevelWithSilent);
-}
-
-/** Writes JSON to a file, or to stdout for "-". */
-export function writeJsonFile(path: string, value: unknown): void {
-  const text = JSON.stringify(value, null, 2) + '\n';
-  try {
-    if (path === '-') writeSync(1, text);
-    else writeFileSync(path, text, { mode: 0o600 });
-  } catch (e) {
-    throw new ClawjailError('ERR_CLAWJAIL_USAGE', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
-      hint: 'give a writable file path, or - for standard output',
-      path,
-    });
-  }
 }
 
 const HELP = `clawjail — run OpenClaw, or any command, in a sandbox clawjail builds itself

@@ -26,6 +26,8 @@ export interface LaunchOptions extends ServiceOptions {
   profile?: string | Record<string, unknown>;
   /** Raw profile fragments layered on top (CLI flags use this). */
   overrides?: unknown[];
+  /** Names for override fields in errors (the CLI's flags): see LoadProfileOptions.fieldLabels. */
+  fieldLabels?: Record<string, string>;
   /** The command to run inside, argv style. */
   command: string[];
   /** Sandbox name (default: profile name, else clawjail-<pid>-<n>). */
@@ -182,6 +184,7 @@ function loadOptions(options: LaunchOptions) {
   return {
     ...(options.profile !== undefined ? { profile: options.profile } : {}),
     ...(options.overrides ? { overrides: options.overrides } : {}),
+    ...(options.fieldLabels ? { fieldLabels: options.fieldLabels } : {}),
     ...(options.cwd ? { cwd: options.cwd } : {}),
   };
 }

@@ -15,8 +15,39 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
   }
 }
 
-export function usageError(message: string, command: string): ClawjailError {
-  return new ClawjailError('ERR_CLAWJAIL_USAGE', message, { hint: `see \`clawjail ${command} --help\`` });
+/**
+ * Splits `[options] COMMAND ARGS…` at the command: the first word that is neither an option nor an
+ * option's value, or what follows `--`. Options after the command are the command's (as with
+ * bwrap, firejail and docker run): `clawjail run ls -la` runs `ls -la`.
+ */
+export function splitAtCommand(argv: string[], options: NonNullable<ParseArgsConfig['options']>): { own: string[]; command: string[] } {
+  const takesValue = (name: string | undefined) => name !== undefined && options[name]?.type === 'string';
+  const longName = (arg: string) => arg.slice(2).split('=')[0];
+  const shortName = (c: string) => Object.keys(options).find((k) => options[k]?.short === c);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return { own: argv.slice(0, i), command: argv.slice(i + 1) };
+    if (arg.startsWith('--')) {
+      if (!arg.includes('=') && takesValue(longName(arg))) i++;
+      continue;
+    }
+    if (arg.startsWith('-') && arg.length > 1) {
+      // A cluster such as -te: booleans, then at most one option whose value is the rest or the next word.
+      for (let j = 1; j < arg.length; j++) {
+        if (takesValue(shortName(arg[j]!))) {
+          if (j === arg.length - 1) i++;
+          break;
+        }
+      }
+      continue;
+    }
+    return { own: argv.slice(0, i), command: argv.slice(i) };
+  }
+  return { own: argv, command: [] };
+}
+
+export function usageError(message: string, command: string, hint = `see \`clawjail ${command} --help\``): ClawjailError {
+  return new ClawjailError('ERR_CLAWJAIL_USAGE', message, { hint });
 }
 
 /** SRC[:DEST] for --ro/--rw. */

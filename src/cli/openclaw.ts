@@ -3,7 +3,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ClawjailError } from '../errors.js';
 import { applyLogLevelFlag, parse, usageError } from './args.js';
-import { overridesFromFlags, RUN_OPTIONS, superviseLaunch } from './run.js';
+import { overridesFromFlags, RUN_FIELD_LABELS, RUN_OPTIONS, superviseLaunch } from './run.js';
+import { checkStatusTarget } from './status.js';
 
 const OPENCLAW_HELP = `Usage:
   clawjail openclaw [options] -- OPENCLAW_ARGS...   run an openclaw command in the sandbox
@@ -159,6 +160,7 @@ function noSandbox(name: string): ClawjailError {
 
 /** openclaw flags → launcher input (install found, pin verified), then the same supervision as `run`. */
 async function runOpenClaw(v: Values, args: string[]): Promise<number> {
+  checkStatusTarget(v['status-json'], 'openclaw');
   const { paths, record } = await sandboxFor(v);
   if (!record) throw noSandbox(paths.name);
   const install = await findInstall(v);
@@ -187,6 +189,7 @@ async function runOpenClaw(v: Values, args: string[]): Promise<number> {
   const options = {
     profile: v.profile ?? 'openclaw',
     overrides: [overrides, await overridesFromFlags(v)],
+    fieldLabels: RUN_FIELD_LABELS,
     command,
     ...(v['audit-log'] ? { auditLog: v['audit-log'] } : {}),
   };

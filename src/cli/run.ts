@@ -1,7 +1,7 @@
 import { ClawjailError, isClawjailError } from '../errors.js';
-import { writeJsonFile } from '../cli.js';
+import { checkStatusTarget, writeJsonFile } from './status.js';
 import { launch, planLaunch, type LaunchOptions } from '../launch.js';
-import { applyLogLevelFlag, parse, parseBindFlag, parseEnvFlags, parsePublishFlag, usageError } from './args.js';
+import { applyLogLevelFlag, parse, parseBindFlag, parseEnvFlags, parsePublishFlag, splitAtCommand, usageError } from './args.js';
 
 export const RUN_OPTIONS = {
   profile: { type: 'string', short: 'p' },
@@ -29,7 +29,9 @@ export const RUN_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
+export const RUN_HELP = `Usage: clawjail run [options] [--] COMMAND [ARGS...]
+
+Options end at the command: what follows it is the command's own (clawjail run ls -la).
 
   -p, --profile NAME|FILE     built-in profile (default, strict, openclaw) or a YAML/JSON file
       --sandbox-dir DIR       host directory mounted at /sandbox (default: a temporary one, removed at exit)
@@ -51,9 +53,29 @@ export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
       --landlock MODE         required | best-effort | off (default from the profile: best-effort)
       --seccomp MODE          enforce | log | off (log: denied calls run and are logged by the kernel)
       --dry-run               print the launch plan as JSON and run nothing
-      --status-json FILE      write the enforcement report and exit status to FILE (- for stdout)
+      --status-json FILE      write the enforcement report and exit status to FILE (/dev/fd/N: to descriptor N)
       --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default warn)
 `;
+
+/** Which flag sets which profile field: errors in a flag's value name the flag. */
+export const RUN_FIELD_LABELS: Record<string, string> = {
+  'filesystem.sandboxDir': '--sandbox-dir',
+  'filesystem.chownSandboxDir': '--chown-sandbox-dir',
+  'filesystem.ro': '--ro',
+  'filesystem.rw': '--rw',
+  'filesystem.tmpSize': '--tmp-size',
+  env: '--env',
+  name: '--name',
+  publish: '--publish',
+  'process.tty': '--tty',
+  'landlock.mode': '--landlock',
+  'seccomp.mode': '--seccomp',
+  'network.mode': '--no-network',
+  'network.allow': '--allow-host',
+  'network.approvals': '--approvals',
+  'inference.routes': '--route',
+  'inference.auditBodies': '--audit-bodies',
+};
 
 type RunValues = ReturnType<typeof parse<typeof RUN_OPTIONS>>['values'];
 
@@ -106,17 +128,20 @@ export async function overridesFromFlags(v: RunValues): Promise<Record<string, u
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
 
 export async function runCommand(argv: string[]): Promise<number> {
-  const { values: v, positionals } = parse('run', argv, RUN_OPTIONS);
+  const { own, command } = splitAtCommand(argv, RUN_OPTIONS);
+  const { values: v } = parse('run', own, RUN_OPTIONS);
   if (v.help) {
     process.stdout.write(RUN_HELP);
     return 0;
   }
   await applyLogLevelFlag(v['log-level'], 'run');
-  if (positionals.length === 0) throw usageError('no command given', 'run');
+  if (command.length === 0) throw usageError('no command given', 'run');
+  checkStatusTarget(v['status-json'], 'run');
   const options = {
     ...(v.profile ? { profile: v.profile } : {}),
     overrides: [await overridesFromFlags(v)],
-    command: positionals,
+    fieldLabels: RUN_FIELD_LABELS,
+    command,
     ...(v['audit-log'] ? { auditLog: v['audit-log'] } : {}),
   };
   if (v['dry-run']) {

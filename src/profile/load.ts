@@ -23,6 +23,12 @@ export interface LoadProfileOptions {
   /** Raw fragments layered on top in order (CLI flags, library options). */
   overrides?: unknown[];
   cwd?: string;
+  /**
+   * Names for fields that overrides set (CLI flags): 'filesystem.sandboxDir' → '--sandbox-dir'.
+   * An invalid value that came from an override is then reported under that name, not as a fault
+   * of the profile file it was layered on.
+   */
+  fieldLabels?: Record<string, string>;
 }
 
 const MAX_DEPTH = 8;
@@ -45,21 +51,60 @@ export function loadProfile(options: LoadProfileOptions = {}): LoadedProfile {
     if (o !== undefined) raw = mergeProfiles(raw, o);
   }
   if (isPlainObject(raw)) delete raw.extends;
-  return { profile: parseProfile(raw, sources), sources, ...(file ? { file } : {}) };
+  const labels = options.fieldLabels;
+  const blame = labels
+    ? (path: PropertyKey[]) => {
+        const field = path.filter((k) => typeof k !== 'number').map(String).join('.');
+        const key = Object.keys(labels).find((k) => field === k || field.startsWith(k + '.'));
+        return key && (options.overrides ?? []).some((o) => setBy(o, raw, path)) ? labels[key] : undefined;
+      }
+    : undefined;
+  return { profile: parseProfile(raw, sources, blame), sources, ...(file ? { file } : {}) };
 }
 
-export function parseProfile(raw: unknown, sources: string[] = []): Profile {
+export function parseProfile(raw: unknown, sources: string[] = [], blame?: (path: PropertyKey[]) => string | undefined): Profile {
   const result = ProfileSchema.safeParse(raw);
   if (result.success) return result.data;
-  throw profileError(result.error, sources);
+  throw profileError(result.error, sources, blame);
 }
 
-function profileError(error: z.ZodError, sources: string[]): ClawjailError {
-  const lines = error.issues.map((i) => {
+/** Whether the value at `path` of the merged profile is the one `override` put there. */
+function setBy(override: unknown, merged: unknown, path: PropertyKey[]): boolean {
+  let o = override;
+  let m = merged;
+  for (const k of path) {
+    if (typeof k === 'number') {
+      // Lists are appended when merged: find the merged item among the override's items.
+      if (!Array.isArray(o) || !Array.isArray(m)) return false;
+      const item = JSON.stringify(m[k]);
+      o = o.find((x) => JSON.stringify(x) === item);
+      m = m[k];
+    } else {
+      if (!isPlainObject(o) || !isPlainObject(m)) return false;
+      o = o[String(k)];
+      m = m[String(k)];
+    }
+    if (o === undefined) return false;
+  }
+  return JSON.stringify(o) === JSON.stringify(m);
+}
+
+function profileError(error: z.ZodError, sources: string[], blame?: (path: PropertyKey[]) => string | undefined): ClawjailError {
+  const blamed = error.issues.map((i) => blame?.(i.path));
+  const lines = error.issues.map((i, n) => {
     const path = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') : '(top level)';
-    return `  ${path}: ${i.message}`;
+    return blamed[n] ? `  ${blamed[n]} (${path}): ${i.message}` : `  ${path}: ${i.message}`;
   });
-  const from = sources.length ? ` (from ${sources.join(' + ')})` : '';
+  if (blamed.every(Boolean)) {
+    const flags = [...new Set(blamed)];
+    if (lines.length === 1) {
+      return new ClawjailError('ERR_CLAWJAIL_USAGE', `${lines[0]!.trim()}`, { hint: `\`clawjail run --help\` lists the options` });
+    }
+    return new ClawjailError('ERR_CLAWJAIL_USAGE', `invalid ${flags.join(', ')}:\n${lines.join('\n')}`, {
+      hint: `fix the value of ${flags.join(', ')}; \`clawjail run --help\` lists the options`,
+    });
+  }
+  const from = sources.length ? ` (from ${sources.join(' + ')}${blamed.some(Boolean) ? ' + command-line options' : ''})` : '';
   return new ClawjailError('ERR_CLAWJAIL_PROFILE', `invalid profile${from}:\n${lines.join('\n')}`, {
     hint: 'fix the fields named above; `clawjail profile --schema` lists every field with its meaning',
   });

@@ -172,7 +172,7 @@ export const ProfileSchema = z
     extends: z.string().optional().describe('Base profile: a built-in name (default, strict, openclaw), a file path, or "none". Default: "default".'),
     name: z
       .string()
-      .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'name: letters, digits, ".", "_" and "-", at most 63')
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'use letters, digits, ".", "_" and "-", at most 63, starting with a letter or digit')
       .optional()
       .describe('Sandbox name (control socket, logs, audit). Default: clawjail-<pid>.'),
     filesystem: FilesystemSchema.prefault({}),

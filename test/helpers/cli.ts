@@ -58,6 +58,8 @@ export interface RunOptions {
   input?: string;
   timeout?: number;
   cwd?: string;
+  /** Give the process a pipe on fd 3 (read it from result.stdio[3]): for --status-json /dev/fd/3. */
+  fd3?: boolean;
 }
 
 /** Runs `clawjail ARGS…` (as root, or as the unprivileged user through setpriv). */
@@ -72,6 +74,10 @@ export function clawjailProcess(args: string[], options: RunOptions = {}): Resul
   const cli = join(root, 'bin', 'clawjail.js');
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAWJAIL_LOG_FORMAT: 'json', ...options.env };
   const common: Options = { reject: false, env, extendEnv: false, timeout: options.timeout ?? 30_000, cwd: options.cwd ?? tmpdir(), ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' }) };
+  if (options.fd3) {
+    delete (common as { stdin?: unknown }).stdin;
+    Object.assign(common, { stdio: [options.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'] });
+  }
   if (as === 'unprivileged' && IS_ROOT) {
     return execa('setpriv', ['--reuid', String(UNPRIV.uid), '--regid', String(UNPRIV.gid), '--clear-groups', process.execPath, cli, ...args], common);
   }
@@ -90,3 +96,11 @@ export function tryOp(expr: string): string {
 }
 
 export const USERS: ('root' | 'unprivileged')[] = IS_ROOT ? ['root', 'unprivileged'] : ['unprivileged'];
+
+/** `clawjail run --status-json /dev/fd/3 ARGS…`: the result and the parsed status report. */
+export async function runWithStatus<T = unknown>(args: string[], options: RunOptions = {}): Promise<{ r: Result; status: T }> {
+  const r = await clawjail(['run', '--status-json', '/dev/fd/3', ...args], { ...options, fd3: true });
+  const text = String(r.stdio[3] ?? '');
+  if (!text) throw new Error(`no status on fd 3 (exit ${r.exitCode}): ${r.stderr}`);
+  return { r, status: JSON.parse(text) as T };
+}

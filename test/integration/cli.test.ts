@@ -1,7 +1,9 @@
 import { execa } from 'execa';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { clawjail, IS_ROOT } from '../helpers/cli.js';
+import { clawjail, IS_ROOT, runWithStatus, USERS } from '../helpers/cli.js';
 
 describe('clawjail CLI', () => {
   it('--dry-run prints the launch plan as JSON and runs nothing', async () => {
@@ -54,9 +56,9 @@ describe('clawjail CLI', () => {
   });
 
   it('--profile strict: no network at all, landlock required, tight limits', async () => {
-    const r = await clawjail(['run', '--profile', 'strict', '--status-json', '-', '--', 'sh', '-c', 'test -z "$HTTPS_PROXY" && python3 -c "import resource; print(resource.getrlimit(resource.RLIMIT_NPROC)[0])"']);
-    const st = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { report: { layers: { layer: string; status: string; mode?: string; detail: string }[] } };
-    expect(r.stdout.split('\n')[0]).toBe('256');
+    const { r, status: st } = await runWithStatus<{ report: { layers: { layer: string; status: string; mode?: string; detail: string }[] } }>(['--profile', 'strict', '--', 'sh', '-c', 'test -z "$HTTPS_PROXY" && python3 -c "import resource; print(resource.getrlimit(resource.RLIMIT_NPROC)[0])"']);
+    // The workload's output is its own: the report went to fd 3.
+    expect(r.stdout).toBe('256');
     expect(st.report.layers.find((l) => l.layer === 'network')!.detail).toContain('no egress');
     expect(st.report.layers.find((l) => l.layer === 'landlock')!.mode).toBe('required');
   });
@@ -64,7 +66,7 @@ describe('clawjail CLI', () => {
   it('--help and --version answer without running anything', async () => {
     const h = await clawjail(['run', '--help']);
     expect(h.exitCode).toBe(0);
-    expect(h.stdout).toContain('Usage: clawjail run [options] -- COMMAND');
+    expect(h.stdout).toContain('Usage: clawjail run [options] [--] COMMAND');
     const v = await clawjail(['--version']);
     expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
@@ -94,5 +96,57 @@ describe('clawjail CLI', () => {
     const r = await clawjail(['run', '--sandbox-dir', '/tmp', '--', 'true']);
     expect(r.exitCode).toBe(125);
     expect(r.stderr).toContain('is owned by uid 0, but the sandbox runs as host uid 61000');
+  });
+});
+
+describe.each(USERS)('command line as a new user types it, as %s', (as) => {
+  it('options after the command are the command\'s: run ls -la /sandbox', async () => {
+    const r = await clawjail(['run', 'ls', '-la', '/sandbox'], { as });
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^total \d+/);
+    const e = await clawjail(['run', '--env', 'A=1', 'sh', '-c', 'echo $A "$@"', 'sh', '--tty', '-p'], { as });
+    expect(e.stdout).toBe('1 --tty -p');
+  });
+
+  it.each([
+    [['--sandbox-dir', 'rel'], '--sandbox-dir (filesystem.sandboxDir): sandboxDir must be an absolute host path'],
+    [['--ro', 'rel'], '--ro (filesystem.ro[0].src): bind source must be an absolute host path'],
+    [['--tmp-size', 'lots'], '--tmp-size (filesystem.tmpSize): expected a size like 512m'],
+    [['--name', 'a/b'], '--name (name): use letters, digits'],
+    [['--route', 'bad=notaurl'], '--route (inference.routes[0].upstream): upstream "notaurl" is not a URL'],
+  ])('a bad flag value names the flag, not the default profile: %j', async (flags, message) => {
+    const r = await clawjail(['run', ...flags, '--', 'true'], { as });
+    expect(r.exitCode).toBe(125);
+    expect(r.stderr).toContain(`clawjail: ${message}`);
+    expect(r.stderr).not.toContain('default.yaml');
+    expect(r.stderr).not.toContain('name: name:');
+  });
+
+  it('--status-json - is refused before anything runs; /dev/fd/3 keeps the report off the workload\'s stdout', async () => {
+    const refused = await clawjail(['run', '--status-json', '-', '--', 'echo', 'ran'], { as });
+    expect(refused.exitCode).toBe(125);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain("--status-json -: standard output is the workload's");
+    expect(refused.stderr).toContain('--status-json /dev/fd/3');
+    const { r, status } = await runWithStatus<{ exit: { code: number } }>(['--', 'echo', 'only-this'], { as });
+    expect(r.stdout).toBe('only-this');
+    expect(status.exit.code).toBe(0);
+  });
+
+  it('a YAML alias bomb is a named profile error (125), not an internal error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cj-bomb-'));
+    try {
+      const levels = 'abcdefghi'.split('');
+      const text = levels.map((l, i) => `${l}: &${l} [${i === 0 ? Array(9).fill('"x"').join(',') : Array(9).fill(`*${levels[i - 1]}`).join(',')}]`).join('\n');
+      writeFileSync(join(dir, 'bomb.yaml'), text + '\n');
+      chmodSync(dir, 0o755);
+      const r = await clawjail(['run', '--profile', join(dir, 'bomb.yaml'), '--', 'true'], { as });
+      expect(r.exitCode).toBe(125);
+      expect(r.stderr).toContain('its YAML aliases (*name) expand to more than 100 copies');
+      expect(r.stderr).not.toContain('internal error');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

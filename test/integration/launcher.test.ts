@@ -5,7 +5,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clawjail, py, sh, tryOp, USERS, IS_ROOT } from '../helpers/cli.js';
+import { clawjail, py, runWithStatus, sh, tryOp, USERS, IS_ROOT } from '../helpers/cli.js';
 
 // Every test here launches a real sandbox and tries to cross one boundary.
 describe.each(USERS)('clawjail run as %s', (as) => {
@@ -149,8 +149,7 @@ describe.each(USERS)('clawjail run as %s', (as) => {
   });
 
   it('removes a temporary /sandbox at exit', async () => {
-    const r = await run(['--status-json', '-', '--', ...sh('echo x > /sandbox/y')]);
-    const status = JSON.parse(r.stdout) as { sandboxDir: string; report: { layers: { layer: string; detail: string }[] } };
+    const { status } = await runWithStatus<{ sandboxDir: string; report: { layers: { layer: string; detail: string }[] } }>(['--', ...sh('echo x > /sandbox/y')], { as });
     expect(status.report.layers.find((l) => l.layer === 'filesystem')!.detail).toContain('/sandbox (temporary)');
     expect(status.sandboxDir.startsWith(tmpdir())).toBe(true);
     expect(existsSync(status.sandboxDir)).toBe(false);

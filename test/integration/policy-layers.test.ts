@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { probeHost } from '../../src/host/probe.js';
-import { clawjail, py, sh, tryOp, USERS } from '../helpers/cli.js';
+import { clawjail, py, runWithStatus, sh, tryOp, USERS } from '../helpers/cli.js';
 
 const host = probeHost();
 const scratch = mkdtempSync(join(tmpdir(), 'cj-layers-'));
@@ -83,8 +83,7 @@ describe.each(USERS)('landlock, as %s', (as) => {
     });
 
     it('reports the ABI and rules, and refuses required mode when capped below what the rules need', async () => {
-      const r = await run(['--status-json', '-', '--', 'true']);
-      const st = JSON.parse(r.stdout) as Status;
+      const { status: st } = await runWithStatus<Status>(['--', 'true'], { as });
       expect(layer(st, 'landlock')).toMatchObject({ status: 'enforced', mode: 'best-effort' });
       expect(layer(st, 'landlock').detail).toMatch(new RegExp(`^ABI ${host.landlock.abi}: \\d+ path rules`));
       const capped = profile(`cap3-${as}.yaml`, 'landlock:\n  mode: required\n  maxAbi: 3\n');
@@ -97,8 +96,7 @@ describe.each(USERS)('landlock, as %s', (as) => {
 
   it('with landlock forced off (maxAbi 0): the report says unavailable, best-effort runs, required refuses', async () => {
     const off = profile(`abi0-${as}.yaml`, 'landlock:\n  maxAbi: 0\n');
-    const r = await run(['--profile', off, '--status-json', '-', '--', 'true']);
-    const st = JSON.parse(r.stdout) as Status;
+    const { r, status: st } = await runWithStatus<Status>(['--profile', off, '--', 'true'], { as });
     expect(layer(st, 'landlock')).toMatchObject({ status: 'unavailable', mode: 'best-effort', detail: 'landlock.maxAbi is 0' });
     expect(r.stderr).toContain('landlock unavailable');
     const req = profile(`abi0-req-${as}.yaml`, 'landlock:\n  maxAbi: 0\n  mode: required\n');
@@ -135,8 +133,7 @@ describe.each(USERS)('seccomp inside the sandbox, as %s', (as) => {
   });
 
   it('reports the filter size', async () => {
-    const r = await run(['--status-json', '-', '--', 'true']);
-    const st = JSON.parse(r.stdout) as Status;
+    const { status: st } = await runWithStatus<Status>(['--', 'true'], { as });
     expect(layer(st, 'seccomp').status).toBe('enforced');
     expect(layer(st, 'seccomp').detail).toMatch(/denylist enforced; \d+ BPF instructions for (x86_64|aarch64)/);
   });
@@ -203,8 +200,7 @@ describe.skipIf(!cgroupReady)(`cgroup v2 limits (skipped on this host: ${host.cg
     const [n, err] = bomb.stdout.trim().split(' ');
     expect(err).toBe('EAGAIN');
     expect(Number(n)).toBeLessThan(32);
-    const hog = await clawjail(['run', '--profile', p, '--status-json', '-', '--', ...py('x = bytearray(512 * 1024 * 1024)\nprint("survived")')]);
-    const st = JSON.parse(hog.stdout) as { exit: { signal: string; oomKilled: boolean } };
+    const { r: hog, status: st } = await runWithStatus<{ exit: { signal: string; oomKilled: boolean } }>(['--profile', p, '--', ...py('x = bytearray(512 * 1024 * 1024)\nprint("survived")')]);
     expect(st.exit).toMatchObject({ signal: 'SIGKILL', oomKilled: true });
     expect(hog.stderr).toContain("OOM killer");
   });
@@ -213,8 +209,7 @@ describe.skipIf(!cgroupReady)(`cgroup v2 limits (skipped on this host: ${host.cg
 describe('cgroup limits where this host cannot provide them', () => {
   it.skipIf(cgroupReady)('best-effort reports unavailable with the reason; required refuses (125)', async () => {
     const best = profile('cg-best.yaml', 'limits:\n  cgroup:\n    pidsMax: 32\n');
-    const r = await clawjail(['run', '--profile', best, '--status-json', '-', '--', 'true']);
-    const st = JSON.parse(r.stdout) as Status;
+    const { status: st } = await runWithStatus<Status>(['--profile', best, '--', 'true']);
     expect(layer(st, 'cgroup')).toMatchObject({ status: 'unavailable', mode: 'best-effort' });
     expect(layer(st, 'cgroup').detail).toContain(host.cgroup.writable ? 'the pids controller is not available' : host.cgroup.reason!);
     const req = profile('cg-req.yaml', 'limits:\n  cgroup:\n    mode: required\n    pidsMax: 32\n');
