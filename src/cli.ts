@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { ClawjailError, isClawjailError } from './errors.js';
-import { setLogLevel } from './log.js';
+import { logFormat, say, setLogLevel } from './log.js';
 import { packageRoot } from './paths.js';
 import { runCommand } from './cli/run.js';
 
@@ -39,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        process.stderr.write(`clawjail: unknown command '${cmd}'\n  hint: one of run, doctor, approvals, approve, deny, profile, openclaw (clawjail --help)\n`);
+        say('error', `unknown command '${cmd}'\n  hint: one of run, doctor, approvals, approve, deny, profile, openclaw (clawjail --help)`, { code: 'ERR_CLAWJAIL_USAGE' });
         return 125;
     }
   } catch (e) {
@@ -49,14 +49,18 @@ export async function main(argv: string[]): Promise<number> {
 
 /** Prints an error for people: message and hint; a stack only at debug level. */
 export function reportError(e: unknown): number {
+  const debug = process.env.CLAWJAIL_LOG_LEVEL === 'debug';
   if (isClawjailError(e)) {
-    process.stderr.write(`clawjail: ${e.message}\n`);
-    if (process.env.CLAWJAIL_LOG_LEVEL === 'debug' && e.stack) process.stderr.write(`${e.stack}\n`);
+    const fields: Record<string, unknown> = { code: e.code };
+    for (const k of ['step', 'errno', 'syscall', 'path', 'hint'] as const) if (e[k] !== undefined) fields[k] = e[k];
+    if (debug && e.stack) fields.stack = e.stack;
+    // In JSON the hint is its own field; in text it stays under the message.
+    const suffix = e.hint !== undefined ? `\n  hint: ${e.hint}` : '';
+    say('error', logFormat() === 'json' && suffix && e.message.endsWith(suffix) ? e.message.slice(0, -suffix.length) : e.message, fields);
     return e.exitCode;
   }
   const err = e as Error;
-  process.stderr.write(`clawjail: internal error: ${err?.message ?? String(e)}\n  hint: this is a bug; rerun with --log-level debug and report it\n`);
-  if (process.env.CLAWJAIL_LOG_LEVEL === 'debug' && err?.stack) process.stderr.write(`${err.stack}\n`);
+  say('error', `internal error: ${err?.message ?? String(e)}\n  hint: this is a bug; rerun with --log-level debug and report it`, debug && err?.stack ? { stack: err.stack } : {});
   return 125;
 }
 

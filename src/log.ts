@@ -1,10 +1,12 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, writeSync, type WriteStream } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Logger, LevelWithSilent } from 'pino';
 
 /**
  * The root logger writes to stderr: JSON lines when stderr is not a terminal, a readable form
- * when it is (pino-pretty). stdout belongs to the workload.
+ * when it is (pino-pretty); CLAWJAIL_LOG_FORMAT=json|text chooses. Every other message clawjail
+ * prints on stderr (errors, notices) follows the same choice through `say`, so a log collector
+ * never sees a mix. stdout belongs to the workload.
  *
  * pino is loaded on the first line that is actually written: a CLI run that logs nothing at the
  * active level (the common case) does not pay for loading it.
@@ -12,12 +14,32 @@ import type { Logger, LevelWithSilent } from 'pino';
 const LEVELS: Record<LevelWithSilent, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
 const require = createRequire(import.meta.url);
 
+/** json or text for everything clawjail writes on stderr. */
+export function logFormat(): 'json' | 'text' {
+  const f = process.env.CLAWJAIL_LOG_FORMAT;
+  if (f === 'json' || f === 'text') return f;
+  return process.stderr.isTTY ? 'text' : 'json';
+}
+
+/**
+ * A message for the person (or collector) reading stderr: `clawjail: TEXT` in text form, one JSON
+ * line (level, name, msg and the fields) in JSON form.
+ */
+export function say(level: 'info' | 'warn' | 'error', text: string, fields: Record<string, unknown> = {}): void {
+  if (logFormat() === 'json') {
+    const line = JSON.stringify({ level: LEVELS[level], time: Date.now(), name: 'clawjail', ...fields, msg: text });
+    writeSync(2, line + '\n');
+  } else {
+    writeSync(2, `clawjail: ${level === 'warn' ? 'warning: ' : ''}${text}\n${typeof fields.stack === 'string' ? fields.stack + '\n' : ''}`);
+  }
+}
+
 function createPino(level: LevelWithSilent): Logger {
   const pino = require('pino') as typeof import('pino').default;
   const base = { name: 'clawjail' };
-  if (process.stderr.isTTY && process.env.CLAWJAIL_LOG_FORMAT !== 'json') {
+  if (logFormat() === 'text') {
     const pretty = require('pino-pretty') as (o: object) => NodeJS.WritableStream;
-    return pino({ level, base }, pretty({ destination: 2, sync: true, colorize: true, ignore: 'pid,hostname,name', translateTime: 'HH:MM:ss.l' }));
+    return pino({ level, base }, pretty({ destination: 2, sync: true, colorize: Boolean(process.stderr.isTTY), ignore: 'pid,hostname,name', translateTime: 'HH:MM:ss.l' }));
   }
   return pino({ level, base }, pino.destination({ fd: 2, sync: true }));
 }

@@ -5,6 +5,7 @@ import { ClawjailError } from '../errors.js';
 import { applyLogLevelFlag, parse, usageError } from './args.js';
 import { overridesFromFlags, RUN_FIELD_LABELS, RUN_OPTIONS, superviseLaunch } from './run.js';
 import { checkStatusTarget } from './status.js';
+import { say } from '../log.js';
 
 const OPENCLAW_HELP = `Usage:
   clawjail openclaw [options] -- OPENCLAW_ARGS...   run an openclaw command in the sandbox
@@ -82,7 +83,8 @@ async function installCommand(v: Values): Promise<number> {
     ...(v.version ? { version: v.version } : {}),
     onProgress: (p) => {
       const line = `[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${p.message}`;
-      process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+      if (tty) process.stderr.write(`\r\x1b[K${line}`);
+      else say('info', line);
     },
   });
   if (tty) process.stderr.write('\n');
@@ -119,7 +121,7 @@ async function initCommand(v: Values): Promise<number> {
     ...(entry ? { openclawEntry: entry } : {}),
     ...(owner ? { owner } : {}),
   });
-  for (const w of r.warnings) process.stderr.write(`clawjail: warning: ${w}\n`);
+  for (const w of r.warnings) say('warn', w);
   const out = [
     `sandbox "${r.paths.name}" ready: ${r.paths.sandboxDir} (mounted at /sandbox)`,
     `  config:    ${r.paths.config} (read-only inside; models point at the inference router)`,
@@ -198,9 +200,9 @@ async function runOpenClaw(v: Values, args: string[]): Promise<number> {
     process.stdout.write(JSON.stringify((await planLaunch(options)).plan, null, 2) + '\n');
     return 0;
   }
-  if (!install.pinned) process.stderr.write(`clawjail: warning: OpenClaw ${install.version} is not the version clawjail pins; \`clawjail openclaw audit\` reports it\n`);
+  if (!install.pinned) say('warn', `OpenClaw ${install.version} is not the version clawjail pins; \`clawjail openclaw audit\` reports it`);
   return superviseLaunch(options, v['status-json'], (sb) => {
-    for (const p of sb.published) process.stderr.write(`clawjail: OpenClaw gateway at http://${p.hostAddress}:${p.hostPort}/ (token: gateway.auth.token in ${paths.config})\n`);
+    for (const p of sb.published) say('info', `OpenClaw gateway at http://${p.hostAddress}:${p.hostPort}/ (token: gateway.auth.token in ${paths.config})`, { url: `http://${p.hostAddress}:${p.hostPort}/` });
   });
 }
 
@@ -225,10 +227,10 @@ async function auditCommand(v: Values): Promise<number> {
   const theirs = await runInside(v, ['security', 'audit', '--json']);
   let findings = theirs.code === 0 ? audit.parseOpenClawAudit(theirs.stdout) : [];
   const report = audit.mergeFindings(ours, findings);
-  if (theirs.code !== 0) process.stderr.write(`clawjail: warning: \`openclaw security audit\` failed inside the sandbox (exit ${theirs.code}); only clawjail's checks are reported\n${theirs.stderr.slice(-2000)}`);
+  if (theirs.code !== 0) say('warn', `\`openclaw security audit\` failed inside the sandbox (exit ${theirs.code}); only clawjail's checks are reported\n${theirs.stderr.slice(-2000)}`);
   if (v.fix) {
     const fixed = await applyFixes(paths, report, audit);
-    if (fixed.length) process.stderr.write(`clawjail: fixed: ${fixed.join(', ')}\n`);
+    if (fixed.length) say('info', `fixed: ${fixed.join(', ')}`);
     findings = [];
   }
   if (v.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');

@@ -1,4 +1,5 @@
 import { ClawjailError, isClawjailError } from '../errors.js';
+import { say } from '../log.js';
 import { checkStatusTarget, writeJsonFile } from './status.js';
 import { launch, planLaunch, type LaunchOptions } from '../launch.js';
 import { applyLogLevelFlag, parse, parseBindFlag, parseEnvFlags, parsePublishFlag, splitAtCommand, usageError } from './args.js';
@@ -185,7 +186,7 @@ export async function superviseLaunch(options: LaunchOptions, statusFile: string
   const status = await new Promise<import('../sandbox.js').ExitStatus>((resolve) => started.once('exit', resolve));
   for (const [sig, h] of handlers) process.off(sig, h);
   if (statusFile) writeJsonFile(statusFile, { sandbox: started.name, sandboxDir: started.sandboxDir, report: started.report, warnings: started.plan.warnings, exit: status });
-  if (status.oomKilled) process.stderr.write(`clawjail: the sandbox ran out of memory: the kernel's OOM killer ended a process (limits.cgroup.memoryMax)\n`);
+  if (status.oomKilled) say('error', `the sandbox ran out of memory: the kernel's OOM killer ended a process (limits.cgroup.memoryMax)`, { sandbox: started.name, oomKilled: true });
   // 128+N for a workload killed by signal N, as a shell reports it.
   return status.status;
 }

@@ -72,7 +72,7 @@ export function clawjailProcess(args: string[], options: RunOptions = {}): Resul
   const as = options.as ?? 'root';
   const root = packageRootFor(as);
   const cli = join(root, 'bin', 'clawjail.js');
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAWJAIL_LOG_FORMAT: 'json', ...options.env };
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAWJAIL_LOG_FORMAT: 'text', ...options.env };
   const common: Options = { reject: false, env, extendEnv: false, timeout: options.timeout ?? 30_000, cwd: options.cwd ?? tmpdir(), ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' }) };
   if (options.fd3) {
     delete (common as { stdin?: unknown }).stdin;

@@ -212,7 +212,7 @@ export async function runLibrary(as: As, spec: LibrarySpec): Promise<LibraryResu
   const lib = join(packageRootFor(as), 'dist', 'index.js');
   const payload = JSON.stringify({ lib, options: spec.options, hosts: spec.hosts, ...(spec.verdicts ? { verdicts: spec.verdicts } : {}) });
   const argv = [runnerFile, payload];
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAWJAIL_LOG_FORMAT: 'json', ...spec.env };
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAWJAIL_LOG_FORMAT: 'text', ...spec.env };
   const common = { reject: false, env, extendEnv: false, timeout: spec.timeout ?? 30_000, stdin: 'ignore' as const, cwd: tmpdir() };
   const r =
     as === 'unprivileged' && IS_ROOT

@@ -150,3 +150,30 @@ describe.each(USERS)('command line as a new user types it, as %s', (as) => {
     }
   });
 });
+
+describe('stderr off a terminal is all JSON or all text', () => {
+  it('JSON (the default off a terminal): a warning and the error are each one JSON line', async () => {
+    const r = await clawjail(['run', '--rw', '/usr/share/doc:/d', '--sandbox-dir', '/no/such/parent/../x', '--', 'true'], { env: { CLAWJAIL_LOG_FORMAT: '' } });
+    expect(r.exitCode).toBe(125);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    const records = lines.map((l) => JSON.parse(l) as { level: number; name: string; msg: string; code?: string });
+    const last = records[records.length - 1]!;
+    expect(last).toMatchObject({ level: 50, name: 'clawjail', code: 'ERR_CLAWJAIL_USAGE' });
+    expect(last.msg).toContain('--sandbox-dir');
+  });
+
+  it('JSON: an unknown command and an internal-looking failure are JSON too', async () => {
+    const r = await clawjail(['frobnicate'], { env: { CLAWJAIL_LOG_FORMAT: 'json' } });
+    expect(r.exitCode).toBe(125);
+    expect(JSON.parse(r.stderr.trim())).toMatchObject({ level: 50, code: 'ERR_CLAWJAIL_USAGE', msg: expect.stringContaining("unknown command 'frobnicate'") });
+  });
+
+  it('text: the warning and the error are text lines', async () => {
+    const r = await clawjail(['run', '--rw', '/usr/share/doc:/d', '--', 'sh', '-c', 'exit 3'], { env: { CLAWJAIL_LOG_FORMAT: 'text' } });
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toContain('WARN');
+    expect(r.stderr).toContain('cannot write to /usr/share/doc');
+    expect(r.stderr).not.toMatch(/^\{/m);
+  });
+});

@@ -1,5 +1,6 @@
 import { lstat } from 'node:fs/promises';
 import { ClawjailError, isClawjailError } from '../../errors.js';
+import { say } from '../../log.js';
 import type { DecideResult, PendingApproval } from '../egress/approvals.js';
 import { createControlClient } from './client.js';
 import { checkControlSocket, checkSandboxName, controlBaseDir, controlSocketPath, listSandboxNames, type RuntimeContext } from './paths.js';
@@ -24,12 +25,12 @@ export interface ApprovalsCommandIo extends RuntimeContext {
  * no such id, rule not saved, a usage error), as every clawjail command.
  */
 export async function runApprovalsCommand(args: ApprovalsCommandArgs, out: NodeJS.WritableStream, io: ApprovalsCommandIo = {}): Promise<number> {
-  const err = io.err ?? process.stderr;
   try {
     return await run(args, out, io);
   } catch (e) {
     if (!isClawjailError(e)) throw e;
-    err.write(`clawjail ${args.command}: ${e.message}\n`);
+    if (io.err) io.err.write(`clawjail ${args.command}: ${e.message}\n`);
+    else say('error', `${args.command}: ${e.message}`, { code: e.code });
     return e.exitCode;
   }
 }
