@@ -93,7 +93,8 @@ function profileError(error: z.ZodError, sources: string[], blame?: (path: Prope
   const blamed = error.issues.map((i) => blame?.(i.path));
   const lines = error.issues.map((i, n) => {
     const path = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') : '(top level)';
-    return blamed[n] ? `  ${blamed[n]} (${path}): ${i.message}` : `  ${path}: ${i.message}`;
+    const message = i.code === 'unrecognized_keys' ? withSuggestions(i.message, i.keys, knownKeysAt(i.path)) : i.message;
+    return blamed[n] ? `  ${blamed[n]} (${path}): ${message}` : `  ${path}: ${message}`;
   });
   if (blamed.every(Boolean)) {
     const flags = [...new Set(blamed)];
@@ -108,6 +109,48 @@ function profileError(error: z.ZodError, sources: string[], blame?: (path: Prope
   return new ClawjailError('ERR_CLAWJAIL_PROFILE', `invalid profile${from}:\n${lines.join('\n')}`, {
     hint: 'fix the fields named above; `clawjail profile --schema` lists every field with its meaning',
   });
+}
+
+/** The field names the schema allows at a path of the profile (empty when the path is not an object). */
+export function knownKeysAt(path: PropertyKey[]): string[] {
+  let node: unknown = ProfileSchema;
+  const unwrap = (n: unknown): unknown => {
+    let cur = n as { def?: { type?: string; innerType?: unknown; element?: unknown; in?: unknown } } | undefined;
+    for (let i = 0; i < 8 && cur?.def; i++) {
+      const d = cur.def;
+      if (d.innerType) cur = d.innerType as typeof cur;
+      else if (d.type === 'pipe' && d.in) cur = d.in as typeof cur;
+      else break;
+    }
+    return cur;
+  };
+  for (const k of path) {
+    const n = unwrap(node) as { def?: { type?: string; element?: unknown }; shape?: Record<string, unknown> } | undefined;
+    if (typeof k === 'number') node = n?.def?.type === 'array' ? n.def.element : undefined;
+    else node = n?.shape?.[String(k)];
+    if (!node) return [];
+  }
+  const last = unwrap(node) as { shape?: Record<string, unknown> } | undefined;
+  return last?.shape ? Object.keys(last.shape) : [];
+}
+
+/** "Unrecognized key: x" + ", did you mean y?" when a known key is a small edit away. */
+function withSuggestions(message: string, keys: string[], known: string[]): string {
+  const hints = keys.flatMap((k) => {
+    const best = known.map((c) => ({ c, d: editDistance(k.toLowerCase(), c.toLowerCase()) })).sort((a, b) => a.d - b.d)[0];
+    return best && best.d <= Math.max(2, Math.floor(k.length / 3)) ? [`'${k}': did you mean '${best.c}'?`] : [];
+  });
+  return hints.length ? `${message} (${hints.join('; ')})` : known.length ? `${message} (known here: ${known.join(', ')})` : message;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 export function resolveProfileRef(ref: string, cwd: string): string {

@@ -71,6 +71,16 @@ describe('loadProfile', () => {
     expect(fail(() => loadProfile({ profile: p })).code).toBe('ERR_CLAWJAIL_PROFILE');
   });
 
+  it('suggests the field meant for a misspelt key, at any depth, and lists the known ones otherwise', () => {
+    const p = file('typo.yaml', 'netwrok: {}\nnetwork:\n  alow: []\nfilesystem:\n  ro: [{src: /x, dst: /y}]\n  zzzzzz: 1\n');
+    const e = fail(() => loadProfile({ profile: p }));
+    expect(e.code).toBe('ERR_CLAWJAIL_PROFILE');
+    expect(e.message).toContain(`(top level): Unrecognized key: "netwrok" ('netwrok': did you mean 'network'?)`);
+    expect(e.message).toContain(`network: Unrecognized key: "alow" ('alow': did you mean 'allow'?)`);
+    expect(e.message).toContain(`filesystem.ro[0]: Unrecognized key: "dst" ('dst': did you mean 'dest'?)`);
+    expect(e.message).toMatch(/filesystem: Unrecognized key: "zzzzzz" \(known here: sandboxDir, .*tmpSize, ro, rw\)/);
+  });
+
   it('refuses a YAML alias bomb with a named profile error, not an internal error', () => {
     const levels = 'abcdefghi'.split('');
     const text = levels.map((l, i) => (i === 0 ? `${l}: &${l} ["x","x","x","x","x","x","x","x","x"]` : `${l}: &${l} [${Array(9).fill(`*${levels[i - 1]}`).join(',')}]`)).join('\n');
