@@ -1,4 +1,4 @@
-import { chownSync, closeSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, homedir, tmpdir } from 'node:os';
 import net from 'node:net';
 import { join, posix } from 'node:path';
@@ -214,6 +214,16 @@ function protectedPaths(loaded: LoadedProfile, options: LaunchOptions, sandboxDi
   });
 }
 
+/** The host path of the terminal on stdin (a pts or tty device), for --tty. */
+function terminalPath(): { terminal?: string } {
+  try {
+    const p = readlinkSync('/proc/self/fd/0');
+    return /^\/dev\/(pts\/\d+|tty[A-Za-z0-9]*)$/.test(p) ? { terminal: p } : {};
+  } catch {
+    return {};
+  }
+}
+
 function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number, protect: ProtectedPath[]): LaunchPlan {
   if (options.command.length === 0 || !options.command[0]) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
@@ -230,6 +240,7 @@ function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: 
     supervisorPid: pid,
     sandboxDir,
     protectedPaths: protect,
+    ...(profile.process.tty ? terminalPath() : {}),
     hostEnv: options.env ?? process.env,
     expand,
     ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),

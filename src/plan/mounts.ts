@@ -24,6 +24,8 @@ export interface MountInput {
   expand: (p: string) => string;
   tmpSizeBytes: number;
   sandboxUser: { uid: number; gid: number };
+  /** With --tty: the host path of the terminal the workload keeps (e.g. /dev/pts/3). */
+  terminal?: string;
 }
 
 /** A host path the workload must not be able to change, and what it is (for the refusal). */
@@ -81,6 +83,9 @@ export function buildMounts(input: MountInput): MountResult {
 
   mounts.push({ op: 'proc', dest: '/proc' });
   mounts.push({ op: 'dev', dest: '/dev', devices: DEVICES });
+  // The workload's terminal lives in the host's devpts, which is not inside: bound at
+  // /dev/console it can be found by ttyname() (tty prints /dev/console), as in containers.
+  if (input.terminal) mounts.push({ op: 'bind', src: input.terminal, dest: '/dev/console' });
   mounts.push({ op: 'tmpfs', dest: '/tmp', size: input.tmpSizeBytes, mode: 0o1777 });
   mounts.push({ op: 'dir', dest: '/run/clawjail', mode: 0o755 });
   mounts.push({ op: 'bind', src: input.sandboxHostDir, dest: '/sandbox', dirOnly: true });

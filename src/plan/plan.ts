@@ -28,6 +28,8 @@ export interface BuildPlanInput {
   sandboxDir: { host: string; ephemeral: boolean };
   /** Real host paths no read-write bind may contain (the sandbox's state, its policy, clawjail). */
   protectedPaths?: ProtectedPath[];
+  /** With process.tty: the host path of the supervisor's terminal, when it has one. */
+  terminal?: string;
   hostEnv: Record<string, string | undefined>;
   expand: (p: string) => string;
   /** Where this sandbox's cgroup would be created (from the host facts), if anywhere. */
@@ -76,6 +78,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     profile,
     sandboxHostDir: input.sandboxDir.host,
     protectedPaths: input.protectedPaths ?? [],
+    ...(profile.process.tty && input.terminal ? { terminal: input.terminal } : {}),
     facts: input.pathFacts,
     expand: input.expand,
     tmpSizeBytes: parseSize(profile.filesystem.tmpSize),
@@ -135,7 +138,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
       readOnly: ['/proc', ...(mountResult.readOnlyPaths.includes('/etc') ? ['/etc'] : [])],
       readExec: [...mountResult.readOnlyPaths.filter((p) => p !== '/etc'), ...ll.readOnly],
       readWrite: [...mountResult.readWritePaths, ...ll.readWrite],
-      devices: [...DEVICES.map((d) => `/dev/${d}`), '/dev/pts'],
+      devices: [...DEVICES.map((d) => `/dev/${d}`), '/dev/pts', ...(profile.process.tty && input.terminal ? ['/dev/console'] : [])],
       connectPorts: [...nativeServices.filter((s) => s.kind === 'tcp').map((s) => s.port!), ...ll.connectPorts],
       // A published port is served by a listener inside: it must be allowed to bind it.
       bindPorts: [...ll.bindPorts, ...profile.publish.map((p) => p.port)],

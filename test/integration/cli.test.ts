@@ -82,9 +82,11 @@ describe('clawjail CLI', () => {
   });
 
   it.skipIf(!existsSync('/usr/bin/script'))('--tty keeps the terminal: the workload sees a tty as its controlling terminal (skipped without util-linux script)', async () => {
-    const r = await execa('script', ['-qec', `${process.execPath} ${process.cwd()}/bin/clawjail.js run --tty -- sh -c 'test -t 0 && echo interactive; cut -d" " -f7 /proc/self/stat'`, '/dev/null'], { reject: false, timeout: 20_000 });
-    const [interactive, ttyNr] = r.stdout.trim().split(/\r?\n/);
+    const r = await execa('script', ['-qec', `${process.execPath} ${process.cwd()}/bin/clawjail.js run --tty -- sh -c 'test -t 0 && echo interactive; cut -d" " -f7 /proc/self/stat; tty'`, '/dev/null'], { reject: false, timeout: 20_000 });
+    const [interactive, ttyNr, ttyName] = r.stdout.trim().split(/\r?\n/);
     expect(interactive).toBe('interactive');
+    // ttyname() finds the terminal: the host's pty is bound at /dev/console.
+    expect(ttyName).toBe('/dev/console');
     // A non-zero tty_nr: the terminal is the workload's controlling terminal.
     expect(Number(ttyNr)).toBeGreaterThan(0);
     const noTty = await execa('script', ['-qec', `${process.execPath} ${process.cwd()}/bin/clawjail.js run -- sh -c 'cut -d" " -f7 /proc/self/stat'`, '/dev/null'], { reject: false, timeout: 20_000 });
