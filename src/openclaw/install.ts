@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, statfsSync } from 'node:fs';
 import { access, copyFile, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
@@ -186,8 +186,10 @@ export async function installOpenClaw(options: InstallOptions = {}): Promise<Ope
     const reuse = options.lockfile ?? (await exists(path.join(final.openclawProject, 'package-lock.json')) ? path.join(final.openclawProject, 'package-lock.json') : undefined);
     const openclawLock = await prepareProject(work.openclawProject, 'openclaw', version, reuse, { npm, env: node24Env });
 
-    progress({ phase: 'openclaw', message: `installing openclaw@${version} (about 650 MB)` });
-    await runNpm(npm, ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], work.openclawProject, node24Env);
+    progress({ phase: 'openclaw', message: `installing openclaw@${version} (about ${OPENCLAW_INSTALL_MB} MB)` });
+    await runNpm(npm, ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], work.openclawProject, node24Env, (written) =>
+      progress({ phase: 'openclaw', message: `installing openclaw@${version}: ${describeWritten(written, OPENCLAW_INSTALL_MB)}` }),
+    );
 
     progress({ phase: 'verify', message: 'checking the installed entry point and Node version' });
     const pkg = await readPackageJson(path.join(work.openclawProject, 'node_modules', 'openclaw'));
@@ -279,8 +281,30 @@ async function prepareProject(project: string, name: string, version: string, lo
   return text;
 }
 
-async function runNpm(npm: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<void> {
-  const r = await execa(npm, args, { cwd, env, extendEnv: false, all: true, reject: false, stdin: 'ignore' });
+/** What an OpenClaw install takes on disk (node_modules plus npm's cache), for progress. */
+const OPENCLAW_INSTALL_MB = 650;
+const TICK_MS = 1000;
+
+/** "312 of about 650 MB written" (capped: the estimate is the filesystem's, others may write too). */
+export function describeWritten(bytes: number, expectedMb: number): string {
+  const mb = Math.max(0, Math.round(bytes / (1 << 20)));
+  return mb > expectedMb ? `${mb} MB written` : `${mb} of about ${expectedMb} MB written`;
+}
+
+/** Bytes the filesystem holding `dir` has gained since `start` (statfs: one syscall, no tree walk). */
+function diskUse(dir: string): number {
+  const st = statfsSync(dir);
+  return (st.blocks - st.bfree) * st.bsize;
+}
+
+async function runNpm(npm: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, onWritten?: (bytes: number) => void): Promise<void> {
+  const child = execa(npm, args, { cwd, env, extendEnv: false, all: true, reject: false, stdin: 'ignore' });
+  let timer: NodeJS.Timeout | undefined;
+  if (onWritten) {
+    const start = diskUse(cwd);
+    timer = setInterval(() => onWritten(diskUse(cwd) - start), TICK_MS);
+  }
+  const r = await child.finally(() => clearInterval(timer));
   if (r.exitCode !== 0 || r.failed) {
     const tail = String(r.all ?? '').split('\n').slice(-20).join('\n');
     throw new ClawjailError('ERR_CLAWJAIL_OPENCLAW', `npm ${args.join(' ')} failed in ${cwd} (exit ${String(r.exitCode)}):\n${tail}`, {

@@ -7,6 +7,7 @@ import {
   checkLockfile,
   findOpenClaw,
   INSTALL_RECORD,
+  describeWritten,
   installOpenClaw,
   listCachedInstalls,
   nodeVersionOf,
@@ -240,5 +241,16 @@ describe('finding an install', () => {
     expect((await listCachedInstalls(env.CLAWJAIL_CACHE_DIR!)).map((i) => i.version)).toEqual(['2026.10.0', '2026.9.6', '2026.2.0']);
     await rm(path.join(cachedInstallPaths(env.CLAWJAIL_CACHE_DIR!, '2026.10.0').dir, INSTALL_RECORD));
     expect((await listCachedInstalls(env.CLAWJAIL_CACHE_DIR!)).map((i) => i.version)).toEqual(['2026.9.6', '2026.2.0']);
+  });
+});
+
+describe('install progress', () => {
+  it.each([
+    [0, '0 of about 650 MB written'],
+    [312 * (1 << 20), '312 of about 650 MB written'],
+    [-5, '0 of about 650 MB written'],
+    [700 * (1 << 20), '700 MB written'],
+  ])('%i bytes → %s', (bytes, text) => {
+    expect(describeWritten(bytes, 650)).toBe(text);
   });
 });
