@@ -50,8 +50,9 @@ export const GENERATED_ETC = ['/etc/hosts', '/etc/resolv.conf', '/etc/passwd', '
 /**
  * Files of a fresh /proc that describe the host or its kernel's internals, not the sandbox, and
  * that nothing an agent runs needs: each is replaced by an empty read-only file (a directory by
- * an empty read-only tmpfs). Container runtimes hide the same set (moby's default masked paths),
- * plus the boot command line here. Entries a kernel build lacks are skipped.
+ * an empty read-only tmpfs). Container runtimes hide most of the same set (moby's default masked
+ * paths); the boot command line, bootconfig, kallsyms and modules are hidden here too. Entries a
+ * kernel build lacks are skipped.
  */
 export const PROC_MASKED = [
   '/proc/acpi', // firmware tables and power events
@@ -59,9 +60,11 @@ export const PROC_MASKED = [
   '/proc/bootconfig', // the boot configuration (Linux 5.5+ with bootconfig)
   '/proc/cmdline', // the host's kernel command line: boot parameters, sometimes tokens or paths
   '/proc/interrupts', // per-CPU interrupt counts: the host's devices and a side channel on their activity
+  '/proc/kallsyms', // kernel symbol addresses, shown to every process when the host lowers kptr_restrict/perf_event_paranoid (a KASLR bypass)
   '/proc/kcore', // physical memory as a core file
   '/proc/keys', // kernel keyrings visible to the caller (keyring calls are denied by seccomp too)
   '/proc/latency_stats', // scheduler latency records of every host task
+  '/proc/modules', // the host's loaded modules, with addresses under the same rule as kallsyms
   '/proc/sched_debug', // every host task's name and pid (moved to debugfs in 5.13)
   '/proc/scsi', // the host's disks
   '/proc/timer_list', // every armed timer with its owner's pid and name
