@@ -1,5 +1,5 @@
 import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { constants as osConstants, homedir, tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import net from 'node:net';
 import { join, posix } from 'node:path';
 import type { Logger } from 'pino';
@@ -257,7 +257,7 @@ function prepareSandboxDir(profile: Profile, host: HostFacts): { host: string; e
     if (owner) chownSync(dir, owner.uid, owner.gid);
     return { host: dir, ephemeral: true };
   }
-  const wanted = expandHome(profile.filesystem.sandboxDir, homedir());
+  const wanted = expandHome(profile.filesystem.sandboxDir);
   let fact = inspectHostPath(wanted);
   if (fact.kind === 'missing') {
     mkdirSync(wanted, { recursive: true, mode: 0o700 });

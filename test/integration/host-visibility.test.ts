@@ -1,7 +1,10 @@
+import { execa } from 'execa';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROC_MASKED, PROC_READ_ONLY } from '../../src/plan/mounts.js';
-import { clawjail, packageRootFor, py, ROOT, USERS } from '../helpers/cli.js';
+import { clawjail, IS_ROOT, packageRootFor, py, ROOT, USERS } from '../helpers/cli.js';
 
 // What the sandbox can learn about the host it runs on, tried from inside: each test reads or
 // writes the place a workload would look, and checks the exact answer.
@@ -32,7 +35,8 @@ for line in open("/proc/self/mountinfo"):
     mounts[f[4]] = {"root": f[3], "options": f[5].split(",")}
 print(json.dumps({"paths": out, "mounts": mounts, "cmdline1": attempt(lambda: open("/proc/1/cmdline", "rb").read().decode()),
     "exe1": attempt(lambda: os.readlink("/proc/1/exe")), "environ1": attempt(lambda: open("/proc/1/environ", "rb").read().decode()),
-    "maps1": attempt(lambda: open("/proc/1/maps").read())}))
+    "maps1": attempt(lambda: open("/proc/1/maps").read()), "fd1": attempt(lambda: os.listdir("/proc/1/fd")),
+    "mem1": attempt(lambda: open("/proc/1/mem", "rb").read(1))}))
 `;
 
 interface Probe {
@@ -42,6 +46,8 @@ interface Probe {
   exe1: string;
   environ1: string;
   maps1: string;
+  fd1: string | string[];
+  mem1: string;
 }
 
 const hostKind = (p: string): 'dir' | 'file' | 'missing' => {
@@ -61,12 +67,12 @@ describe.each(USERS)('what the sandbox sees of its host, as %s', (as) => {
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as Probe;
   };
 
-  it('PID 1 shows the name clawjail-init, not where it is installed; its exe, environ and maps are closed (EACCES), landlock on or off', async () => {
+  it('PID 1 shows the name clawjail-init, not where it is installed; its exe, environ, maps, fds and memory are closed (EACCES), landlock on or off', async () => {
     for (const landlock of ['best-effort', 'off']) {
       const p = await probe(['--landlock', landlock]);
       expect(p.cmdline1).toBe('clawjail-init\0');
       // landlock off: what protects init is its own non-dumpable flag and its capabilities.
-      expect([p.exe1, p.environ1, p.maps1]).toEqual(['EACCES', 'EACCES', 'EACCES']);
+      expect([p.exe1, p.environ1, p.maps1, p.fd1, p.mem1]).toEqual(['EACCES', 'EACCES', 'EACCES', 'EACCES', 'EACCES']);
       // The install's host path appears nowhere a workload can read it from.
       const text = JSON.stringify(p);
       for (const installed of new Set([ROOT, packageRootFor(as)])) expect(text).not.toContain(installed);
@@ -121,4 +127,26 @@ describe.each(USERS)('what the sandbox sees of its host, as %s', (as) => {
       expect(p.paths['/proc/sys/kernel/ns_last_pid']!.read).toMatch(/^\d+\n$/);
     },
   );
+});
+
+// A uid that is neither nobody (the kernel's overflow uid, which is what a root-owned /proc file
+// shows as inside) nor in /etc/passwd, with no HOME: what containers running arbitrary uids do.
+const STRANGER = 4242;
+describe.skipIf(!IS_ROOT)(`init as seen by an unprivileged caller whose uid (${STRANGER}) is not the overflow uid (skipped: needs root to switch uid)`, () => {
+  it('init is non-dumpable: its /proc files belong to root of the host (the overflow uid inside), not to the shared uid', async () => {
+    const overflow = Number(readFileSync('/proc/sys/kernel/overflowuid', 'utf8'));
+    expect(overflow).not.toBe(STRANGER);
+    const cli = join(packageRootFor('unprivileged'), 'bin', 'clawjail.js');
+    const r = await execa('setpriv', ['--reuid', String(STRANGER), '--regid', String(STRANGER), '--clear-groups', process.execPath, cli, 'run', '--landlock', 'off', '--', ...py('import os\nprint(os.getuid(), os.stat("/proc/self/environ").st_uid, os.stat("/proc/1/environ").st_uid)')], {
+      reject: false,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      extendEnv: false,
+      cwd: tmpdir(),
+      stdin: 'ignore',
+      timeout: 30_000,
+    });
+    expect(r.stderr).toBe('');
+    // The workload and init share uid 4242; a dumpable init's files would be 4242's too.
+    expect(r.stdout.trim()).toBe(`${STRANGER} ${STRANGER} ${overflow}`);
+  });
 });
