@@ -18,7 +18,13 @@ function cachePath() {
   } catch {
     return undefined;
   }
-  const base = process.env.XDG_CACHE_HOME || (process.env.HOME ? join(process.env.HOME, '.cache') : join(homedir(), '.cache'));
+  let base = process.env.XDG_CACHE_HOME || (process.env.HOME ? join(process.env.HOME, '.cache') : undefined);
+  try {
+    base ??= join(homedir(), '.cache');
+  } catch {
+    // a uid with no passwd entry and no HOME (containers run such uids): no cache
+    return undefined;
+  }
   return join(base, 'clawjail', 'v1', `code-${id}-${process.version}.bin`);
 }
 

@@ -16,7 +16,13 @@ function cacheDir(): string | undefined {
   if (process.env.CLAWJAIL_NO_CACHE === '1') return undefined;
   // Only a built install has a build id; running from sources (tests, development) never caches.
   if (!buildId()) return undefined;
-  const base = process.env.XDG_CACHE_HOME || (process.env.HOME ? join(process.env.HOME, '.cache') : undefined) || join(homedir(), '.cache');
+  let base = process.env.XDG_CACHE_HOME || (process.env.HOME ? join(process.env.HOME, '.cache') : undefined);
+  try {
+    base ??= join(homedir(), '.cache');
+  } catch {
+    // a uid with no passwd entry and no HOME (containers run such uids): no cache
+    return undefined;
+  }
   return join(base, 'clawjail', 'v1');
 }
 

@@ -1,5 +1,5 @@
 import { chownSync, closeSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { constants as osConstants, homedir, tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import net from 'node:net';
 import { join, posix } from 'node:path';
 import type { Logger } from 'pino';
@@ -7,7 +7,7 @@ import { errnoName, errnoText } from './errno.js';
 import { ClawjailError } from './errors.js';
 import { explainUsernsFailure, probeHost, type HostFacts } from './host/probe.js';
 import { createAuditSink, logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
-import { addon, helperPath } from './native.js';
+import { addon, HELPER_ARGV0, helperPath } from './native.js';
 import { packageRoot } from './paths.js';
 import { expandHome, inspectHostPath, inspectHostPaths } from './plan/host-paths.js';
 import { PATH_CANDIDATES } from './plan/env.js';
@@ -115,7 +115,7 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     try {
       // Without a terminal to share, the helper gets its own session: keyboard signals then reach
       // only the supervisor, which forwards them once.
-      spawned = addon().spawnHelper({ path: helperPath(), fds: [...stdio.childFds, planFd, theirs], setsid: !profile.process.tty });
+      spawned = addon().spawnHelper({ path: helperPath(), argv0: HELPER_ARGV0, fds: [...stdio.childFds, planFd, theirs], setsid: !profile.process.tty });
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot start clawjail-init (${helperPath()}): ${err.message}`, {
@@ -279,15 +279,22 @@ function compileSeccompCached(config: Profile['seccomp'], arch: string): Compile
   return c;
 }
 
+/**
+ * The temporary /sandbox's name carries nothing about the supervisor (no pid, no sandbox name):
+ * the sandbox reads its path within the host filesystem in /proc/self/mountinfo. "-sbx-" keeps it
+ * apart from the per-uid control directories (clawjail-<uid>).
+ */
+export const EPHEMERAL_SANDBOX_PREFIX = 'clawjail-sbx-';
+
 /** /sandbox's host side: the given directory (created if missing) or a fresh temporary one. */
 function prepareSandboxDir(profile: Profile, host: HostFacts, name: string, log: Logger): { host: string; ephemeral: boolean } {
   const owner = host.isRoot ? { uid: profile.identity.uid, gid: profile.identity.gid } : undefined;
   if (!profile.filesystem.sandboxDir) {
-    const dir = mkdtempSync(join(tmpdir(), `clawjail-${name}-`));
+    const dir = mkdtempSync(join(tmpdir(), EPHEMERAL_SANDBOX_PREFIX));
     if (owner) chownSync(dir, owner.uid, owner.gid);
     return { host: dir, ephemeral: true };
   }
-  const wanted = expandHome(profile.filesystem.sandboxDir, homedir());
+  const wanted = expandHome(profile.filesystem.sandboxDir);
   let fact = inspectHostPath(wanted);
   if (fact.kind === 'missing') {
     mkdirSync(wanted, { recursive: true, mode: 0o700 });

@@ -47,8 +47,8 @@ export interface Addon {
   planPipe(data: Buffer): number;
   /** pipe2(O_CLOEXEC): [read, write]. */
   pipe(): [number, number];
-  /** posix_spawn of the helper with fds[i] as its fd i, an empty environment, cwd /. */
-  spawnHelper(o: { path: string; fds: number[]; setsid: boolean }): { pid: number; pidfd: number };
+  /** posix_spawn of the helper with fds[i] as its fd i, an empty environment, cwd /; argv[0] is argv0 (default: path). */
+  spawnHelper(o: { path: string; argv0?: string; fds: number[]; setsid: boolean }): { pid: number; pidfd: number };
   /** Reaps the child and calls back once with (code, null) or (null, signal number). */
   watchExit(pid: number, pidfd: number, onExit: (code: number | null, signal: number | null) => void): void;
   Channel: new (fd: number, onMessage: (data: Buffer | null, fds: number[]) => void) => NativeChannel;
@@ -95,6 +95,12 @@ export function addon(): Addon {
 }
 
 let helper: string | undefined;
+
+/**
+ * The helper's argv[0]. The sandbox's PID 1 is a clone of it, so this is what /proc/1/cmdline
+ * shows inside: a name, never the host path of the install.
+ */
+export const HELPER_ARGV0 = 'clawjail-init';
 
 /** Path of the clawjail-init executable that sits next to the addon. */
 export function helperPath(): string {

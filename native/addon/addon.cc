@@ -160,6 +160,10 @@ Napi::Value SpawnHelper(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
   std::string path = o.Get("path").As<Napi::String>().Utf8Value();
+  // argv[0] apart from the path: the sandbox's PID 1 shows it in /proc/1/cmdline, where the host
+  // path of the install has no business.
+  Napi::Value argv0Value = o.Get("argv0");
+  std::string argv0 = argv0Value.IsString() ? argv0Value.As<Napi::String>().Utf8Value() : path;
   Napi::Array fdsArr = o.Get("fds").As<Napi::Array>();
   bool setsid = o.Get("setsid").ToBoolean().Value();
   std::vector<int> fds;
@@ -185,7 +189,7 @@ Napi::Value SpawnHelper(const Napi::CallbackInfo& info) {
   short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
   if (setsid) flags |= POSIX_SPAWN_SETSID;
   posix_spawnattr_setflags(&attr, flags);
-  char* argv[] = {const_cast<char*>(path.c_str()), nullptr};
+  char* argv[] = {const_cast<char*>(argv0.c_str()), nullptr};
   char* envp[] = {nullptr};
   pid_t pid;
   int rc = posix_spawn(&pid, path.c_str(), &fa, &attr, argv, envp);

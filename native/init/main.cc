@@ -156,6 +156,10 @@ void answerConnect(const std::string& record) {
   bool ok = mountns::makePrivate() &&
             mountns::openSources(plan, &sources) &&
             userns::becomeSandboxUser(plan.identity) &&
+            // After the uid change (which resets the flag to fs.suid_dumpable): the workload shares
+            // init's uid, and must not read its memory, fds or maps, nor /proc/1/exe (the helper's
+            // host path). The workload's own execve makes it dumpable again.
+            (prctl(PR_SET_DUMPABLE, 0) == 0 || errors::fail("init.dumpable", errno)) &&
             (!(plan.namespaces & CLONE_NEWUTS) || sethostname(plan.hostname.data(), plan.hostname.size()) == 0 ||
              errors::fail("uts.sethostname", errno, plan.hostname)) &&
             mountns::buildRootAndPivot(plan, sources) &&

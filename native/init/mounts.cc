@@ -229,6 +229,59 @@ bool doFile(int root, const plan::Mount& m, int index) {
   return mounted.ok() && setAttr(fdPath(mounted.get()), kAttrRdonly | kAttrNosuid | kAttrNodev, false, "mount.file_seal", m.dest);
 }
 
+// Opens what a Mask/ReadOnly op names; *absent is set when there is nothing there (these ops name
+// kernel files that exist only with some kernel builds).
+int openOptional(int root, const plan::Mount& m, const char* step, bool* absent) {
+  int fd = openInRoot(root, m.dest, O_PATH);
+  *absent = fd < 0 && errno == ENOENT;
+  if (fd < 0 && !*absent) errors::fail(step, errno, m.dest);
+  return fd;
+}
+
+// The empty, read-only file masked files are replaced with (one for all of them).
+bool stageEmptyFile(std::string* path) {
+  *path = std::string(kStaging) + "/empty";
+  int fd = open(path->c_str(), O_CREAT | O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0444);
+  if (fd < 0) return errors::fail("mount.mask_stage", errno, *path);
+  close(fd);
+  return true;
+}
+
+bool doMask(int root, const plan::Mount& m) {
+  bool absent = false;
+  Fd dest(openOptional(root, m, "mount.mask_target", &absent));
+  if (absent) return true;
+  if (!dest.ok()) return false;
+  struct stat st;
+  if (fstat(dest.get(), &st) != 0) return errors::fail("mount.mask_target", errno, m.dest);
+  std::string target = fdPath(dest.get());
+  if (S_ISDIR(st.st_mode)) {
+    if (mount("tmpfs", target.c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555") != 0)
+      return errors::fail("mount.mask", errno, m.dest);
+    return true;
+  }
+  std::string empty;
+  if (!stageEmptyFile(&empty)) return false;
+  if (mount(empty.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) return errors::fail("mount.mask", errno, m.dest);
+  Fd mounted(openInRoot(root, m.dest, O_PATH));
+  if (!mounted.ok()) return errors::fail("mount.mask_target", errno, m.dest);
+  return setAttr(fdPath(mounted.get()), kAttrRdonly | kAttrNosuid | kAttrNodev | kAttrNoexec, false, "mount.mask_seal", m.dest);
+}
+
+bool doReadOnly(int root, const plan::Mount& m) {
+  bool absent = false;
+  Fd dest(openOptional(root, m, "mount.readonly_target", &absent));
+  if (absent) return true;
+  if (!dest.ok()) return false;
+  // A bind of the path onto itself gives it a mount of its own, which can then be read-only alone.
+  std::string target = fdPath(dest.get());
+  if (mount(target.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+    return errors::fail("mount.readonly", errno, m.dest);
+  Fd mounted(openInRoot(root, m.dest, O_PATH));
+  if (!mounted.ok()) return errors::fail("mount.readonly_target", errno, m.dest);
+  return setAttr(fdPath(mounted.get()), kAttrRdonly | kAttrNosuid | kAttrNodev | kAttrNoexec, true, "mount.readonly_seal", m.dest);
+}
+
 bool doDir(int root, const plan::Mount& m) {
   Fd dir(ensureDir(root, m.dest, m.mode));
   if (!dir.ok()) return errors::fail("mount.dir", errno, m.dest);
@@ -293,6 +346,8 @@ bool buildRootAndPivot(const plan::Plan& plan, Sources& sources) {
       case plan::MountOp::File: ok = doFile(root.get(), m, static_cast<int>(i)); break;
       case plan::MountOp::Dir: ok = doDir(root.get(), m); break;
       case plan::MountOp::Symlink: ok = symlinkIn(root.get(), m.target, m.dest); break;
+      case plan::MountOp::Mask: ok = doMask(root.get(), m); break;
+      case plan::MountOp::ReadOnly: ok = doReadOnly(root.get(), m); break;
     }
     if (!ok) return false;
   }

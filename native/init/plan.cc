@@ -167,6 +167,12 @@ bool decodeMount(Reader& r, const Value& v, const std::string& p, Mount* m) {
     m->op = op == "proc" ? MountOp::Proc : MountOp::Mqueue;
     return r.onlyKeys(v, p, {"op", "dest"});
   }
+  if (op == "mask" || op == "readonly") {
+    m->op = op == "mask" ? MountOp::Mask : MountOp::ReadOnly;
+    if (!r.onlyKeys(v, p, {"op", "dest"})) return false;
+    if (m->dest == "/") return r.fail(p + ".dest", "refusing to " + op + " /");
+    return true;
+  }
   if (op == "dev") {
     m->op = MountOp::Dev;
     if (!r.onlyKeys(v, p, {"op", "dest", "devices"})) return false;

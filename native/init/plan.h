@@ -7,7 +7,11 @@
 
 namespace plan {
 
-enum class MountOp { Bind, Tmpfs, Proc, Dev, File, Dir, Symlink, Mqueue };
+// Mask: hide what is at dest (a directory under an empty read-only tmpfs, anything else under an
+// empty read-only file); ReadOnly: make the subtree at dest read-only where it is. Both are for
+// paths inside a kernel filesystem whose entries depend on the kernel's build, so nothing at dest
+// means nothing to hide.
+enum class MountOp { Bind, Tmpfs, Proc, Dev, File, Dir, Symlink, Mqueue, Mask, ReadOnly };
 
 struct Mount {
   MountOp op = MountOp::Dir;

@@ -20,9 +20,10 @@ export interface PathFact {
 
 export type PathFacts = Record<string, PathFact>;
 
-export function expandHome(p: string, home = homedir()): string {
-  if (p === '~') return home;
-  if (p.startsWith('~/')) return home + p.slice(1);
+/** Expands a leading ~; the home directory is looked up only then (a uid may have none). */
+export function expandHome(p: string, home?: string): string {
+  if (p === '~') return home ?? homedir();
+  if (p.startsWith('~/')) return (home ?? homedir()) + p.slice(1);
   return p;
 }
 

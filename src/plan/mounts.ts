@@ -8,7 +8,8 @@ import type { NativeMount } from './types.js';
  * The mount list, in the order the helper carries it out:
  *   1. host system paths read-only (symlinks such as /bin -> usr/bin reproduced as links)
  *   2. generated /etc files (hosts, resolv.conf, passwd, group) over the read-only /etc
- *   3. fresh /proc, minimal /dev, /tmp tmpfs, /run/clawjail
+ *   3. fresh /proc (with the host-describing files in PROC_MASKED hidden and PROC_READ_ONLY
+ *      read-only), minimal /dev, /tmp tmpfs, /run/clawjail
  *   4. /sandbox read-write
  *   5. extra binds, parents before children (so a read-only file can sit inside /sandbox)
  * Nothing else of the host exists inside.
@@ -56,6 +57,37 @@ export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
 export const RESERVED_DESTS = ['/proc', '/dev', '/run/clawjail'];
 export const GENERATED_ETC = ['/etc/hosts', '/etc/resolv.conf', '/etc/passwd', '/etc/group'];
 
+/**
+ * Files of a fresh /proc that describe the host or its kernel's internals, not the sandbox, and
+ * that nothing an agent runs needs: each is replaced by an empty read-only file (a directory by
+ * an empty read-only tmpfs). Container runtimes hide most of the same set (moby's default masked
+ * paths); the boot command line, bootconfig, kallsyms and modules are hidden here too. Entries a
+ * kernel build lacks are skipped.
+ */
+export const PROC_MASKED = [
+  '/proc/acpi', // firmware tables and power events
+  '/proc/asound', // the host's sound cards
+  '/proc/bootconfig', // the boot configuration (Linux 5.5+ with bootconfig)
+  '/proc/cmdline', // the host's kernel command line: boot parameters, sometimes tokens or paths
+  '/proc/interrupts', // per-CPU interrupt counts: the host's devices and a side channel on their activity
+  '/proc/kallsyms', // kernel symbol addresses, shown to every process when the host lowers kptr_restrict/perf_event_paranoid (a KASLR bypass)
+  '/proc/kcore', // physical memory as a core file
+  '/proc/keys', // kernel keyrings visible to the caller (keyring calls are denied by seccomp too)
+  '/proc/latency_stats', // scheduler latency records of every host task
+  '/proc/modules', // the host's loaded modules, with addresses under the same rule as kallsyms
+  '/proc/sched_debug', // every host task's name and pid (moved to debugfs in 5.13)
+  '/proc/scsi', // the host's disks
+  '/proc/timer_list', // every armed timer with its owner's pid and name
+  '/proc/timer_stats', // timer usage per host task (removed in 4.11)
+];
+
+/**
+ * Kernel tunables and interfaces in /proc that are writable to some caller: read-only inside, so
+ * neither a file opened with a loose mode (/proc/sys/kernel/ns_last_pid is 0666) nor one the
+ * sandbox's user namespace owns can be written (moby's default read-only paths).
+ */
+export const PROC_READ_ONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
 export function buildMounts(input: MountInput): MountResult {
   const { profile, facts } = input;
   const mounts: NativeMount[] = [];
@@ -82,6 +114,8 @@ export function buildMounts(input: MountInput): MountResult {
   }
 
   mounts.push({ op: 'proc', dest: '/proc' });
+  for (const dest of PROC_MASKED) mounts.push({ op: 'mask', dest });
+  for (const dest of PROC_READ_ONLY) mounts.push({ op: 'readonly', dest });
   mounts.push({ op: 'dev', dest: '/dev', devices: DEVICES });
   // The workload's terminal lives in the host's devpts, which is not inside: bound at
   // /dev/console it can be found by ttyname() (tty prints /dev/console), as in containers.

@@ -7,7 +7,15 @@ export type NativeMount =
   | { op: 'dev'; dest: string; devices: string[] }
   | { op: 'file'; dest: string; content: string; mode?: number }
   | { op: 'dir'; dest: string; mode?: number }
-  | { op: 'symlink'; dest: string; target: string };
+  | { op: 'symlink'; dest: string; target: string }
+  /**
+   * Hides what is at dest: a directory under an empty read-only tmpfs, anything else under an
+   * empty read-only file. For kernel files that exist only in some kernel builds: nothing at dest
+   * means nothing to hide.
+   */
+  | { op: 'mask'; dest: string }
+  /** Makes the subtree at dest read-only where it is (bound onto itself); nothing at dest, nothing to do. */
+  | { op: 'readonly'; dest: string };
 
 export interface NativeService {
   name: string;

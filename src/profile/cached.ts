@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { cacheGet, cachePut } from '../cache.js';
+import { profilesDir } from '../paths.js';
 import type { LoadedProfile, LoadProfileOptions } from './load.js';
 
 /**
@@ -22,7 +23,10 @@ const fresh = (stamps: string[]) => stamps.every((s) => stamp(s.slice(0, s.index
 export async function loadProfileCached(options: LoadProfileOptions): Promise<LoadedProfile> {
   let key: string | undefined;
   try {
-    key = JSON.stringify([options.profile ?? 'default', options.overrides ?? [], options.cwd ?? process.cwd()]);
+    // The profiles directory is part of the key: two installs with the same build id (the same
+    // release unpacked twice, or worktrees of one checkout) share the on-disk cache, and a hit
+    // re-checks only the files of the install that wrote it.
+    key = JSON.stringify([profilesDir, options.profile ?? 'default', options.overrides ?? [], options.cwd ?? process.cwd()]);
   } catch {
     key = undefined;
   }

@@ -78,7 +78,7 @@ describe.each(USERS)('clawjail run as %s', (as) => {
     expect(r.stdout).not.toContain('sk-abc123');
     expect(r.stdout).toContain('LANG=C.UTF-8');
     expect(r.stdout).toContain('HOME=/sandbox');
-    // init changed uid, so the kernel made it non-dumpable: its memory and environ are closed to the workload.
+    // init makes itself non-dumpable (and holds capabilities the workload lacks): its memory and environ are closed to the workload.
     expect(r.stdout.trim().split('---\n')[1]).toBe('EACCES');
   });
 

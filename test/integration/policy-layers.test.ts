@@ -115,6 +115,17 @@ describe.each(USERS)('seccomp inside the sandbox, as %s', (as) => {
     expect(r.stdout.trim()).toBe('EPERM EPERM EPERM EPERM EPERM ENOSYS ENOSYS EPERM EPERM');
   });
 
+  it('denies memfd_secret and, on x86_64, modify_ldt (EPERM); with the filter off the kernel answers (never EPERM)', async () => {
+    // memfd_secret is 447 on both arches; modify_ldt (154) exists only on x86. modify_ldt(0, buf, 64)
+    // reads the LDT (0 bytes or more), memfd_secret(0) makes an fd or says ENOSYS when disabled.
+    const calls = `buf = ctypes.create_string_buffer(64)\nprint(sc(447, 0)${host.arch === 'x86_64' ? ', sc(154, 0, buf, 64)' : ''})`;
+    const expected = host.arch === 'x86_64' ? 'EPERM EPERM' : 'EPERM';
+    const on = await run(['--', ...py(`${libc}${calls}`)]);
+    expect(on.stdout.trim()).toBe(expected);
+    const off = await run(['--seccomp', 'off', '--', ...py(`${libc}${calls}`)]);
+    for (const outcome of off.stdout.trim().split(' ')) expect(['OK', 'ENOSYS']).toContain(outcome);
+  });
+
   it('refuses TIOCSTI, also with high bits set in the request (EPERM)', async () => {
     const r = await run(['--', ...py(`import fcntl, termios, errno, os\nfd = os.open("/dev/null", os.O_RDWR)\nfor req in (termios.TIOCSTI, termios.TIOCSTI | (1 << 32)):\n    try:\n        fcntl.ioctl(fd, req, b"x"); print("OK")\n    except OSError as e:\n        print(errno.errorcode[e.errno])`)]);
     expect(r.stdout.trim().split('\n')).toEqual(['EPERM', 'EPERM']);

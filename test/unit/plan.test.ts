@@ -3,7 +3,7 @@ import type { HostFacts } from '../../src/host/probe.js';
 import { buildEnv } from '../../src/plan/env.js';
 import type { PathFacts } from '../../src/plan/host-paths.js';
 import { buildRlimits } from '../../src/plan/limits.js';
-import { buildMounts, parseSize } from '../../src/plan/mounts.js';
+import { buildMounts, parseSize, PROC_MASKED, PROC_READ_ONLY } from '../../src/plan/mounts.js';
 import { buildIdentity, buildPlan } from '../../src/plan/plan.js';
 import { parseProfile } from '../../src/profile/load.js';
 import { loadProfile } from '../../src/profile/load.js';
@@ -55,6 +55,8 @@ describe('buildMounts', () => {
       'file /etc/passwd',
       'file /etc/group',
       'proc /proc',
+      ...PROC_MASKED.map((p) => `mask ${p}`),
+      ...PROC_READ_ONLY.map((p) => `readonly ${p}`),
       'dev /dev',
       'tmpfs /tmp',
       'dir /run/clawjail',
@@ -64,6 +66,9 @@ describe('buildMounts', () => {
       'bind /sandbox/work/AGENTS.md',
     ]);
     expect(r.mounts.find((m) => m.dest === '/bin')).toEqual({ op: 'symlink', dest: '/bin', target: 'usr/bin' });
+    // The host's boot command line and the kernel's tunables are the ones the native side hides.
+    expect(PROC_MASKED).toContain('/proc/cmdline');
+    expect(PROC_READ_ONLY).toContain('/proc/sys');
     expect(r.readOnlyPaths).toEqual(['/usr', '/etc', '/data/sub', '/sandbox/work/AGENTS.md']);
     expect(r.readWritePaths).toEqual(['/sandbox', '/tmp', '/dev/shm', '/data']);
   });
