@@ -780,6 +780,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
    * accepted it may have paused it (pauseOnConnect): nothing was read before this point.
    */
   function accept(socket: net.Socket): void {
+    // Gone while the proxy was being created: its 'close' has passed, it must not be counted.
+    if (socket.destroyed) return;
     if (closing.signal.aborted) {
       socket.destroy();
       return;
