@@ -3,16 +3,20 @@
 // the proxy's RSS and fd count before, during and after. Tunnels are measured with the proxy as
 // configured by default (native relay) and, for comparison in the same interleaved runs, with
 // JS piping (nativeRelay: false) and the relay's splice engine, each proxy in its own process.
-// The proxy runs in its own process (so its RSS and fds are its own), the upstream servers in a
-// worker thread, the client on the main thread. Needs the compiled proxy in dist/ (npx tsc -p .).
-import { spawn } from 'node:child_process';
+// A plain `socat` TCP forwarder (default options, apt-installed if missing) carries the same
+// download in the same runs: the reference for what any user-space forwarder costs on this host.
+// The proxy, the upstream servers and socat each run in their own process, the client on the main
+// thread, so that the CPU each spends per GiB is its own: on a host with few cores, client,
+// upstream and forwarder compete for them, and the throughput ratio follows the CPU the forwarder
+// adds. Needs the compiled proxy in dist/ (npm run build). BENCH_EGRESS_MIB=N downloads N MiB per
+// run instead of 512.
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
 
-const DOWNLOAD_BYTES = 512 * 1024 * 1024;
+const DOWNLOAD_BYTES = Number(process.env.BENCH_EGRESS_MIB || 512) * 1024 * 1024;
 const DOWNLOAD_RUNS = 3;
 const LATENCY_ROUNDS = 2000;
 const HELD = 1000;
@@ -21,7 +25,7 @@ const HELD = 1000;
 const UPSTREAM = `
 const http = require('node:http');
 const net = require('node:net');
-const { parentPort } = require('node:worker_threads');
+
 const block = Buffer.alloc(1 << 20, 0x61);
 function send(out, n, done) {
   const pump = () => {
@@ -54,7 +58,8 @@ const web = http.createServer((req, res) => {
   send(res, n, () => res.end());
 });
 web.keepAliveTimeout = 60000;
-tcp.listen(0, '127.0.0.1', () => web.listen(0, '127.0.0.1', () => parentPort.postMessage({ tcp: tcp.address().port, http: web.address().port })));
+tcp.listen(0, '127.0.0.1', () => web.listen(0, '127.0.0.1', () => process.send({ tcp: tcp.address().port, http: web.address().port })));
+process.on('message', (m) => { if (m === 'close') process.exit(0); });
 `;
 
 const PROXY = `
@@ -66,7 +71,9 @@ const { default: pino } = await import('pino');
 // Audit events are built and emitted as in production, to a logger below its level.
 const audit = createAuditSink({ log: pino({ level: 'warn' }) });
 const relay = process.env.RELAY === 'js' ? false : process.env.RELAY || undefined;
-const proxy = createEgressProxy({ sandbox: 'bench', policy: NetworkSchema.parse(JSON.parse(process.env.POLICY)), audit, ...(relay !== undefined ? { nativeRelay: relay } : {}) });
+// Room for the held tunnels below (the profile's default cap is 256 per sandbox).
+const limits = { maxConnections: 4096 };
+const proxy = createEgressProxy({ sandbox: 'bench', policy: NetworkSchema.parse(JSON.parse(process.env.POLICY)), audit, limits, ...(relay !== undefined ? { nativeRelay: relay } : {}) });
 await proxy.listen({ host: '127.0.0.1', port: 0 });
 process.send({ port: proxy.address().port });
 process.on('message', (m) => {
@@ -77,10 +84,36 @@ process.on('message', (m) => {
 
 function startUpstream() {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(UPSTREAM, { eval: true });
-    worker.once('message', (ports) => resolve({ worker, ...ports }));
-    worker.once('error', reject);
+    const child = spawn(process.execPath, ['-e', UPSTREAM], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.once('message', (ports) => resolve({ child, ...ports }));
+    child.once('error', reject);
   });
+}
+
+function ensureSocat() {
+  if (spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0) return true;
+  // The peer is installed on demand so the comparison is made in the same run.
+  const r = spawnSync('apt-get', ['install', '-y', '-qq', 'socat'], { stdio: 'ignore' });
+  return r.status === 0 && spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0;
+}
+
+/** `socat TCP-LISTEN:port,fork TCP:upstream` with its default options; resolves once it accepts. */
+async function startSocat(upstreamPort) {
+  const probe = net.createServer();
+  await new Promise((r) => probe.listen(0, '127.0.0.1', r));
+  const port = probe.address().port;
+  await new Promise((r) => probe.close(r));
+  const child = spawn('socat', [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `TCP:127.0.0.1:${upstreamPort}`], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (up) return { child, port };
+    await sleep(20);
+  }
+  child.kill();
+  throw new Error('socat did not start listening');
 }
 
 function startProxy(cwd, dist, policy, relay = '') {
@@ -96,10 +129,19 @@ function startProxy(cwd, dist, policy, relay = '') {
   });
 }
 
-/** CPU seconds (user + system) the process has used; clock ticks are 1/100 s on Linux. */
+/**
+ * CPU seconds (user + system) the process has used, with its children that have been waited for
+ * (socat forks one per connection); clock ticks are 1/100 s on Linux.
+ */
 function cpuSeconds(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100;
+}
+
+/** This process's CPU seconds (the client). */
+function ownCpuSeconds() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
 }
 
 function proxyFootprint(pid) {
@@ -188,31 +230,39 @@ export async function bench() {
   const proxy = await startProxy(repo, dist, policy);
   const pid = proxy.child.pid;
   const others = {};
+  let socat;
   try {
     others.js = await startProxy(repo, dist, policy, 'js');
     others.splice = await startProxy(repo, dist, policy, 'splice');
-    // Throughput, alternating direct and proxied runs so drift hits both.
-    const tcpDirect = [];
-    const tcpProxied = [];
+    if (ensureSocat()) socat = await startSocat(upstream.tcp);
+    // The same download through each path, interleaved run by run so drift hits them all. For
+    // each, the CPU spent by the client (this process), the upstream and the forwarder: where
+    // the time goes.
+    const paths = [
+      { name: 'direct', run: () => downloadTcp(upstream.tcp) },
+      { name: 'clawjail', pid, run: () => downloadTcp(upstream.tcp, proxy.port) },
+      { name: 'js', pid: others.js.child.pid, run: () => downloadTcp(upstream.tcp, others.js.port) },
+      { name: 'splice', pid: others.splice.child.pid, run: () => downloadTcp(upstream.tcp, others.splice.port) },
+      ...(socat ? [{ name: 'socat', pid: socat.child.pid, run: () => downloadTcp(socat.port) }] : []),
+    ];
+    const tcp = Object.fromEntries(paths.map((x) => [x.name, { runs: [], client: 0, server: 0, forwarder: 0 }]));
     const httpDirect = [];
     const httpProxied = [];
-    // The proxy's own CPU per GiB moved is the machine-independent part of the cost: on a
-    // box with few cores, client, upstream and proxy compete and the ratio reflects that too.
-    let tunnelCpu = 0;
     let forwardCpu = 0;
-    const other = { js: { runs: [], cpu: 0 }, splice: { runs: [], cpu: 0 } };
     for (let i = 0; i < DOWNLOAD_RUNS; i++) {
-      tcpDirect.push(await downloadTcp(upstream.tcp));
-      let cpu = cpuSeconds(pid);
-      tcpProxied.push(await downloadTcp(upstream.tcp, proxy.port));
-      tunnelCpu += cpuSeconds(pid) - cpu;
-      for (const [name, p] of Object.entries(others)) {
-        cpu = cpuSeconds(p.child.pid);
-        other[name].runs.push(await downloadTcp(upstream.tcp, p.port));
-        other[name].cpu += cpuSeconds(p.child.pid) - cpu;
+      for (const path of paths) {
+        const at = { client: ownCpuSeconds(), server: cpuSeconds(upstream.child.pid), forwarder: path.pid ? cpuSeconds(path.pid) : 0 };
+        const rate = await path.run();
+        // socat's per-connection child is counted once its parent has waited for it.
+        if (path.name === 'socat') await sleep(100);
+        const t = tcp[path.name];
+        t.runs.push(rate);
+        t.client += ownCpuSeconds() - at.client;
+        t.server += cpuSeconds(upstream.child.pid) - at.server;
+        if (path.pid) t.forwarder += cpuSeconds(path.pid) - at.forwarder;
       }
       httpDirect.push(await downloadHttp(upstream.http));
-      cpu = cpuSeconds(pid);
+      const cpu = cpuSeconds(pid);
       httpProxied.push(await downloadHttp(upstream.http, proxy.port));
       forwardCpu += cpuSeconds(pid) - cpu;
     }
@@ -243,22 +293,28 @@ export async function bench() {
     await sleep(500);
     const after = proxyFootprint(pid);
 
-    const tcpD = median(tcpDirect);
-    const tcpP = median(tcpProxied);
+    const tcpD = median(tcp.direct.runs);
     const httpD = median(httpDirect);
     const httpP = median(httpProxied);
+    const MiB = DOWNLOAD_BYTES >> 20;
+    const label = { clawjail: 'CONNECT tunnel (native relay, copy)', js: '  same, JS piping (nativeRelay: false)', splice: '  same, relay splice engine', socat: 'plain socat TCP forwarder (peer)' };
+    const throughputRows = paths
+      .filter((x) => x.name !== 'direct')
+      .map((x) => ({ metric: `${MiB} MiB download, ${label[x.name]}`, value: round(median(tcp[x.name].runs), 0), unit: 'MiB/s', ratio: round(median(tcp[x.name].runs) / tcpD, 2) }));
+    if (socat) throughputRows.push({ metric: '  CONNECT tunnel vs socat, same run', value: round(median(tcp.clawjail.runs) / median(tcp.socat.runs), 2), unit: 'x' });
+    const cpuRows = paths.map((x) => {
+      const t = tcp[x.name];
+      const parts = `client ${round(t.client / gib, 2)} + upstream ${round(t.server / gib, 2)}${x.pid ? ` + forwarder ${round(t.forwarder / gib, 2)}` : ''}`;
+      return { metric: `CPU s per GiB, ${x.name}`, value: round((t.client + t.server + t.forwarder) / gib, 2), unit: 's', note: parts };
+    });
     return {
-      title: `Egress proxy (512 MiB download ×${DOWNLOAD_RUNS} median, connect latency ×${LATENCY_ROUNDS}, ${HELD} held tunnels); targets: ≥ 0.8× throughput, ≤ 1 ms added p50`,
+      title: `Egress proxy (${MiB} MiB download ×${DOWNLOAD_RUNS} median, connect latency ×${LATENCY_ROUNDS}, ${HELD} held tunnels); targets: ≥ 0.8× throughput, ≤ 1 ms added p50`,
       rows: [
-        { metric: '512 MiB download, direct TCP', value: round(tcpD, 0), unit: 'MiB/s' },
-        { metric: '512 MiB download, CONNECT tunnel', value: round(tcpP, 0), unit: 'MiB/s', ratio: round(tcpP / tcpD, 2) },
-        { metric: '  same, JS piping (nativeRelay: false)', value: round(median(other.js.runs), 0), unit: 'MiB/s', ratio: round(median(other.js.runs) / tcpD, 2) },
-        { metric: '  same, relay splice engine', value: round(median(other.splice.runs), 0), unit: 'MiB/s', ratio: round(median(other.splice.runs) / tcpD, 2) },
-        { metric: '512 MiB download, direct HTTP', value: round(httpD, 0), unit: 'MiB/s' },
-        { metric: '512 MiB download, plain-HTTP forwarding', value: round(httpP, 0), unit: 'MiB/s', ratio: round(httpP / httpD, 2) },
-        { metric: 'proxy CPU per GiB, CONNECT tunnel', value: round(tunnelCpu / gib, 2), unit: 's' },
-        { metric: '  same, JS piping', value: round(other.js.cpu / gib, 2), unit: 's' },
-        { metric: '  same, relay splice engine', value: round(other.splice.cpu / gib, 2), unit: 's' },
+        { metric: `${MiB} MiB download, direct TCP`, value: round(tcpD, 0), unit: 'MiB/s' },
+        ...throughputRows,
+        ...cpuRows,
+        { metric: `${MiB} MiB download, direct HTTP`, value: round(httpD, 0), unit: 'MiB/s' },
+        { metric: `${MiB} MiB download, plain-HTTP forwarding`, value: round(httpP, 0), unit: 'MiB/s', ratio: round(httpP / httpD, 2) },
         { metric: 'proxy CPU per GiB, plain-HTTP forwarding', value: round(forwardCpu / gib, 2), unit: 's' },
         { metric: 'connect + first round trip p50, direct', value: round(pct(direct, 50)), unit: 'ms' },
         { metric: 'connect + first round trip p50, via CONNECT', value: round(pct(proxied, 50)), unit: 'ms', ratio: round(pct(proxied, 50) / pct(direct, 50), 2) },
@@ -279,6 +335,8 @@ export async function bench() {
       p.child.send('close');
       await new Promise((r) => p.child.once('exit', r));
     }
-    await upstream.worker.terminate();
+    socat?.child.kill();
+    upstream.child.send('close');
+    await new Promise((r) => upstream.child.once('exit', r));
   }
 }

@@ -102,6 +102,37 @@ export const ApprovalsSchema = z
   .strict()
   .describe('Interactive approval of unknown destinations.');
 
+export const ProxyLimitsSchema = z
+  .object({
+    maxConnections: z
+      .number()
+      .int()
+      .min(1)
+      .max(65_536)
+      .default(256)
+      .describe(
+        'Connections the sandbox may hold open through the egress proxy at once (requests being sent, held for approval or forwarded, and open tunnels). One more is answered 503 with X-Clawjail-Reason: too-many-connections and closed; the audit log gets one egress.limit event when the cap is reached and one when there is room again.',
+      ),
+    headersTimeoutMs: z
+      .number()
+      .int()
+      .min(50)
+      .max(600_000)
+      .default(10_000)
+      .describe(
+        'A client must send its complete request line and headers within this many milliseconds of connecting (and of the previous response, on a kept-alive connection), or it gets 408 with X-Clawjail-Reason: header-timeout and is closed. This is what stops a slowloris client.',
+      ),
+    idleTimeoutMs: z
+      .number()
+      .int()
+      .min(50)
+      .max(86_400_000)
+      .default(600_000)
+      .describe('A client connection, tunnel or forwarded request with no traffic either way for this many milliseconds is closed. Time spent waiting for an approval does not count.'),
+  })
+  .strict()
+  .describe('Limits the egress proxy enforces on the sandbox\'s connections, so that a workload cannot hold the proxy\'s (and the supervisor\'s) sockets.');
+
 export const NetworkSchema = z
   .object({
     mode: z
@@ -111,6 +142,7 @@ export const NetworkSchema = z
     allow: z.array(AllowRuleSchema).default([]).describe('Allowed destinations. Nothing is reachable unless listed here or approved.'),
     deny: z.array(DenyRuleSchema).default([]).describe('Refused destinations. A deny rule wins over every allow rule and approval.'),
     approvals: ApprovalsSchema.prefault({}).describe('Interactive approval of unknown destinations (off by default).'),
+    limits: ProxyLimitsSchema.prefault({}).describe('Connection cap and timeouts of the egress proxy.'),
     auditLog: z.string().min(1).optional().describe('Also write every egress decision to this file as JSON lines (appended, mode 0600).'),
   })
   .strict()

@@ -91,6 +91,7 @@ export async function prepareServices(
       services.proxy = createEgressProxy({
         sandbox: plan.name,
         policy: profile.network,
+        limits: profile.network.limits,
         audit,
         logger,
         ...(broker ? { approvals: broker } : {}),
@@ -102,7 +103,8 @@ export async function prepareServices(
   let front: net.Server | undefined;
   const serveEgress = (fd: number): Promise<void> =>
     new Promise((resolve, reject) => {
-      front = net.createServer({ pauseOnConnect: true }, (socket) => {
+      // Half-open, as an HTTP server's sockets are: a tunnel's client may end its side first.
+      front = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
         proxy().then(
           (p) => p.accept(socket),
           (err: unknown) => {

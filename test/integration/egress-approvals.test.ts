@@ -26,7 +26,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   if (stack) {
-    stack.broker.close();
+    await stack.broker.close();
     await stack.proxy.close();
     await stack.control.close();
     stack = undefined;
@@ -258,6 +258,53 @@ describe('control socket and CLI errors', () => {
     } finally {
       await control.close();
     }
+  });
+
+  it('the sandbox ending while `approve --always` writes its rule: the CLI still gets its answer and the rule is on disk', async () => {
+    // The race behind a flaky `approve --always` in a real sandbox: the held request is let
+    // through before the rule is written, so a short workload exits and the supervisor tears its
+    // services down while the rule is still on its way to the disk. The write is held open here
+    // (as a busy disk holds an fsync) until teardown has started.
+    const profile = join(runtime, 'profile.yaml');
+    await writeFile(profile, profileText.replace('PORT', String(web.port)));
+    const write = createProfileRulePersister(profile);
+    let writing!: () => void;
+    const writeStarted = new Promise<void>((r) => (writing = r));
+    let release!: () => void;
+    const diskDone = new Promise<void>((r) => (release = r));
+    let written = false;
+    const broker = createApprovalBroker({
+      timeoutMs: 10_000,
+      persist: async (rule) => {
+        writing();
+        await diskDone;
+        const r = await write(rule);
+        written = true;
+        return r;
+      },
+    });
+    const control = createControlServer({ sandbox: 'teardown', broker, env: env() });
+    await control.listen();
+    const held = broker.request({ host: 'new.test', port: web.port, via: 'http', method: 'GET', path: '/' });
+    const id = broker.list()[0]!.id;
+    const approving = cli({ command: 'approve', id, always: true, name: 'teardown' });
+    // The waiting request is answered first (that is what lets the workload finish)…
+    expect(await held).toMatchObject({ verdict: 'allow', reason: 'approved' });
+    await writeStarted;
+    // …and the supervisor tears down, as launch() does once the workload has exited.
+    let writtenWhenClosed: boolean | undefined;
+    const teardown = Promise.allSettled([control.close(), broker.close()]).then(() => (writtenWhenClosed = written));
+    release();
+    const r = await approving;
+    expect(r).toEqual({ code: 0, out: `approved ${id}: new.test:${web.port} (sandbox teardown); rule added to ${profile}\n`, err: '' });
+    await teardown;
+    expect(writtenWhenClosed).toBe(true);
+    const network = NetworkSchema.parse((YAML.parse(await readFile(profile, 'utf8')) as { network: unknown }).network);
+    expect(network.allow.map((a) => `${a.host}:${a.ports.join(',')}`)).toEqual([`127.0.0.1:${web.port}`, `new.test:${web.port}`]);
+    // The socket is gone afterwards: a late CLI is told the sandbox is not running.
+    const late = await cli({ command: 'approvals', name: 'teardown' });
+    expect(late.code).not.toBe(0);
+    expect(late.err).toContain('no sandbox');
   });
 
   it('the control socket rejects malformed requests', async () => {

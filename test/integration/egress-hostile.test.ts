@@ -1,6 +1,8 @@
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { rawExchange, startHttpUpstream, startProxy, statusAndReason, viaProxy, type ProxyUnderTest, type Upstream } from '../helpers/egress-harness.js';
+import { createApprovalBroker } from '../../src/services/egress/approvals.js';
+import type { EgressLimits } from '../../src/services/egress/proxy.js';
+import { mapResolver, rawExchange, startHttpUpstream, startProxy, statusAndReason, viaProxy, type ProxyUnderTest, type Upstream } from '../helpers/egress-harness.js';
 
 let web: Upstream;
 let p: ProxyUnderTest | undefined;
@@ -17,7 +19,7 @@ afterEach(async () => {
   web.seen.length = 0;
 });
 
-const limits = { maxHeaderBytes: 8 * 1024, headersTimeoutMs: 400, maxConnections: 300 };
+const limits: Partial<EgressLimits> = { maxHeaderBytes: 8 * 1024, headersTimeoutMs: 400, maxConnections: 300 };
 const start = async (extra: Partial<typeof limits> = {}) => {
   p = await startProxy({ allow: [{ host: '127.0.0.1', ports: [web.port] }] }, { limits: { ...limits, ...extra } });
   return p;
@@ -109,6 +111,84 @@ describe('hostile input', () => {
     expect(r.ms).toBeLessThan(1_500);
   });
 
+  it('a kept-alive connection: the next request trickled in gets 408 at the header timeout; one left idle is closed without an answer', async () => {
+    const q = await start();
+    const request = (path: string) => `GET http://127.0.0.1:${web.port}${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const run = (second: (s: net.Socket) => void) =>
+      new Promise<{ first: string; after: string; msAfterFirst: number }>((resolve) => {
+        const s = net.connect(q.port, '127.0.0.1');
+        s.on('error', () => undefined);
+        let first = '';
+        let after = '';
+        let answeredAt = 0;
+        s.on('data', (c: Buffer) => {
+          if (answeredAt) {
+            after += c.toString('latin1');
+            return;
+          }
+          first += c.toString('latin1');
+          if (/\r\n\r\n[\s\S]*\}$/.test(first)) {
+            answeredAt = Date.now();
+            second(s);
+          }
+        });
+        s.on('close', () => resolve({ first, after, msAfterFirst: Date.now() - answeredAt }));
+        s.write(request('/keep-1'));
+      });
+    let trickle: NodeJS.Timeout | undefined;
+    const slow = await run((s) => {
+      s.write('GET http://127.0.0.1/ HTTP/1.1\r\nX-Slow: ');
+      trickle = setInterval(() => s.write('s'), 50);
+    });
+    clearInterval(trickle);
+    expect(statusAndReason(slow.first).status).toBe(200);
+    expect(statusAndReason(slow.after)).toEqual({ status: 408, reason: 'header-timeout' });
+    expect(slow.msAfterFirst).toBeGreaterThanOrEqual(350);
+    expect(slow.msAfterFirst).toBeLessThan(3_000);
+    const idle = await run(() => undefined);
+    expect(statusAndReason(idle.first).status).toBe(200);
+    expect(idle.after).toBe('');
+    expect(idle.msAfterFirst).toBeGreaterThanOrEqual(350);
+    expect(idle.msAfterFirst).toBeLessThan(3_000);
+    expect(web.seen.map((x) => x.url)).toEqual(['/keep-1', '/keep-1']);
+  });
+
+  it('a client that stalls in the middle of its request body is closed at the idle timeout, and so is the upstream connection', async () => {
+    const q = await start({ headersTimeoutMs: 5_000, idleTimeoutMs: 400 });
+    const r = await rawExchange(q.port, [`POST http://127.0.0.1:${web.port}/stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789`], { waitMs: 5_000 });
+    expect(r.closed).toBe(true);
+    expect(r.ms).toBeGreaterThanOrEqual(350);
+    expect(r.ms).toBeLessThan(3_000);
+    await waitFor(() => q.events.some((e) => e.kind === 'egress.close'));
+    expect(web.seen).toEqual([]);
+  });
+
+  it('a request held for approval outlives the header and idle timeouts that cut a silent connection meanwhile', async () => {
+    const broker = createApprovalBroker({ timeoutMs: 20_000 });
+    p = await startProxy(
+      { approvals: { enabled: true }, allow: [{ host: '127.0.0.1', ports: [web.port] }] },
+      { approvals: broker, resolve: mapResolver({ 'new.test': ['127.0.0.1'] }), limits: { ...limits, headersTimeoutMs: 300, idleTimeoutMs: 300 } },
+    );
+    const q = p;
+    try {
+      const held = viaProxy(q.port, `http://new.test:${web.port}/held`);
+      await waitFor(() => broker.list().length === 1);
+      // Opened once the request is held: when this one has been cut, both timeouts have passed
+      // for the held request too.
+      const cut = await rawExchange(q.port, [], { waitMs: 10_000 });
+      expect(cut.closed).toBe(true);
+      expect(cut.ms).toBeGreaterThanOrEqual(250);
+      const id = broker.list()[0]?.id;
+      expect(id).toBeDefined();
+      await broker.decide(id as string, 'allow');
+      const r = await held;
+      expect(r.status).toBe(200);
+      expect(web.seen.map((x) => x.url)).toEqual(['/held']);
+    } finally {
+      await broker.close();
+    }
+  });
+
   it('200 slowloris connections at once: all cut off, memory bounded, service goes on', async () => {
     const q = await start();
     const rssBefore = process.memoryUsage().rss;
@@ -122,19 +202,39 @@ describe('hostile input', () => {
     await waitFor(async () => openConnections(q) === 0);
   });
 
-  it('connections beyond maxConnections are closed on accept', async () => {
-    const q = await start({ maxConnections: 20, headersTimeoutMs: 3_000 });
+  it('connection N+1 over maxConnections gets 503 too-many-connections; the N held ones are still served; one audit event per burst', async () => {
+    const q = await start({ maxConnections: 20, headersTimeoutMs: 10_000 });
     const held = await Promise.all(
-      Array.from({ length: 20 }, () => new Promise<net.Socket>((resolve) => {
+      Array.from({ length: 20 }, (_, i) => new Promise<net.Socket>((resolve) => {
         const s = net.connect(q.port, '127.0.0.1', () => resolve(s));
         s.on('error', () => undefined);
+        s.write(`GET http://127.0.0.1:${web.port}/held-${i} HTTP/1.1\r\nHost: x\r\n`);
       })),
     );
     await waitFor(async () => openConnections(q) === 20);
-    const extra = await rawExchange(q.port, [`GET http://127.0.0.1:${web.port}/ HTTP/1.1\r\nHost: x\r\n\r\n`], { waitMs: 2_000 });
-    expect(extra).toMatchObject({ data: '', closed: true });
-    for (const s of held) s.destroy();
+    const over = await Promise.all([1, 2, 3].map((i) => rawExchange(q.port, [`GET http://127.0.0.1:${web.port}/over-${i} HTTP/1.1\r\nHost: x\r\n\r\n`], { waitMs: 5_000 })));
+    for (const r of over) {
+      expect(statusAndReason(r.data)).toEqual({ status: 503, reason: 'too-many-connections' });
+      expect(r.data).toContain('network.limits.maxConnections');
+      expect(r.closed).toBe(true);
+    }
+    const limitEvents = () => q.events.filter((e) => e.kind === 'egress.limit');
+    expect(limitEvents()).toEqual([expect.objectContaining({ sandbox: 'test', limit: 'maxConnections', max: 20, state: 'reached', open: 20 })]);
+    // The held connections were neither cut nor refused: each request completes now.
+    const answers = await Promise.all(
+      held.map((s) => new Promise<string>((resolve) => {
+        let text = '';
+        s.on('data', (c: Buffer) => {
+          text += c.toString('latin1');
+          if (/\r\n\r\n[\s\S]*\}$/.test(text)) resolve(text);
+        });
+        s.write('Connection: close\r\n\r\n');
+      })),
+    );
+    for (const a of answers) expect(statusAndReason(a).status).toBe(200);
+    expect(web.seen.map((x) => x.url).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `/held-${i}`).sort());
     await waitFor(async () => openConnections(q) === 0);
+    expect(limitEvents().map((e) => [e.state, e.refused])).toEqual([['reached', undefined], ['cleared', 3]]);
     await stillServes(q);
   });
 

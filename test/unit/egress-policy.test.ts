@@ -8,6 +8,7 @@ import { matchEgress, type EgressRequest } from '../../src/services/egress/polic
 import { parseConnectTarget, parseProxyRequestUrl } from '../../src/services/egress/target.js';
 
 const policy = (input: NetworkConfigInput) => NetworkSchema.parse(input);
+const DEFAULT_LIMITS = { maxConnections: 256, headersTimeoutMs: 10_000, idleTimeoutMs: 600_000 };
 const issues = (input: unknown): string => {
   const r = NetworkSchema.safeParse(input);
   if (r.success) throw new Error('expected the schema to refuse this');
@@ -15,8 +16,8 @@ const issues = (input: unknown): string => {
 };
 
 describe('NetworkSchema', () => {
-  it('fills defaults: proxy mode, empty lists, approvals off with 30 s', () => {
-    expect(policy({})).toEqual({ mode: 'proxy', allow: [], deny: [], approvals: { enabled: false, timeoutMs: 30_000 } });
+  it('fills defaults: proxy mode, empty lists, approvals off with 30 s, proxy limits', () => {
+    expect(policy({})).toEqual({ mode: 'proxy', allow: [], deny: [], approvals: { enabled: false, timeoutMs: 30_000 }, limits: DEFAULT_LIMITS });
   });
 
   it('defaults a rule to port 443 and SNI required', () => {
@@ -226,7 +227,7 @@ describe('profiles/default.yaml network section', () => {
 
   it('parses, with approvals off so unknown destinations are refused at once', () => {
     const network = NetworkSchema.parse((YAML.parse(text) as { network: unknown }).network);
-    expect(network).toEqual({ mode: 'proxy', allow: [], deny: [], approvals: { enabled: false, timeoutMs: 30_000 } });
+    expect(network).toEqual({ mode: 'proxy', allow: [], deny: [], approvals: { enabled: false, timeoutMs: 30_000 }, limits: DEFAULT_LIMITS });
     expect(matchEgress(network, { host: 'example.com', port: 443 })).toMatchObject({ action: 'deny', reason: 'not-allowlisted' });
   });
 

@@ -34,14 +34,26 @@ export interface ControlServer {
 }
 
 const MAX_BODY = 4096;
+/**
+ * How long close() lets requests already being answered finish. An answer can wait on the disk
+ * (an "always" rule is fsync'ed before the reply); the CLI gives up after 10 s itself.
+ */
+const DRAIN_MS = 10_000;
 const VERDICTS: readonly ApprovalVerdict[] = ['allow', 'deny', 'always'];
 
 export function createControlServer(options: ControlServerOptions): ControlServer {
   const path = options.socketPath ?? controlSocketPath(options.sandbox, options);
   const { broker, sandbox } = options;
   let listening = false;
+  /** Requests whose answer has not been sent yet, and who waits for there to be none. */
+  let answering = 0;
+  let onDrained: (() => void) | undefined;
 
   const server = http.createServer({ headersTimeout: 5_000, requestTimeout: 10_000 }, (req, res) => {
+    answering++;
+    res.once('close', () => {
+      if (--answering === 0) onDrained?.();
+    });
     handle(req, res).catch((err: unknown) => {
       options.logger?.error({ err }, 'control socket: handler failed');
       send(res, 500, { error: 'internal', message: 'internal error' });
@@ -100,10 +112,23 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     async close() {
       if (!listening) return;
       listening = false;
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      // The sandbox may end while an operator's `approve` is being answered (its workload finished
+      // as soon as the request was let through, while the rule is still being written). Cutting
+      // that connection would make the CLI report a failure for an approval that happened: stop
+      // accepting, let the answers in progress go out, then close what is left.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      if (answering > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await new Promise<void>((resolve) => {
+          onDrained = resolve;
+          timer = setTimeout(resolve, DRAIN_MS);
+        });
+        clearTimeout(timer);
+        onDrained = undefined;
+      }
+      server.closeAllConnections();
+      await closed;
       await unlink(path).catch(() => undefined);
       await rmdir(dirname(path)).catch(() => undefined);
     },

@@ -52,8 +52,11 @@ export interface ApprovalBroker {
   decide(id: string, verdict: ApprovalVerdict): Promise<DecideResult>;
   /** Called with each rule approved "always", after it is persisted (the proxy adds it live). */
   onRule(listener: (rule: AllowRule) => void): void;
-  /** Denies everything pending. */
-  close(): void;
+  /**
+   * Denies everything pending, and resolves once every "always" rule already decided is written:
+   * the supervisor may exit right after, and a rule must not be lost with it.
+   */
+  close(): Promise<void>;
 }
 
 export interface ApprovalBrokerOptions {
@@ -79,6 +82,8 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   const byId = new Map<string, Entry>();
   const ruleListeners: ((rule: AllowRule) => void)[] = [];
   const maxPending = options.maxPending ?? 64;
+  /** Rules being written to the profile file. */
+  const persisting = new Set<Promise<unknown>>();
   let closed = false;
 
   const settle = (entry: Entry, outcome: ApprovalOutcome): void => {
@@ -164,10 +169,14 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
       settle(entry, { verdict: 'allow', reason: 'approved', rule });
       for (const l of ruleListeners) l(rule);
       if (options.persist) {
+        const write = options.persist(rule);
+        persisting.add(write);
         try {
-          result.persistedTo = (await options.persist(rule)).file;
+          result.persistedTo = (await write).file;
         } catch (err) {
           result.persistError = err instanceof Error ? err.message : String(err);
+        } finally {
+          persisting.delete(write);
         }
       } else {
         result.persistError = 'this sandbox has no profile file to write the rule to; it was added to the running policy only';
@@ -177,9 +186,10 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     onRule(listener) {
       ruleListeners.push(listener);
     },
-    close() {
+    async close() {
       closed = true;
       for (const e of [...byId.values()]) settle(e, { verdict: 'deny', reason: 'denied' });
+      await Promise.allSettled([...persisting]);
     },
   };
 

@@ -7,6 +7,7 @@ import { addon, type NativeRelay, type NativeRelayResult } from '../../native.js
 import type { AllowRule, NetworkConfig } from '../../profile/network.js';
 import type { ApprovalBroker } from './approvals.js';
 import { formatIp, parseIp } from './ip.js';
+import { admitConnection, headerTimeoutAction, releaseConnection, type CapDecision } from './limits.js';
 import { matchEgress, type EgressDecision, type EgressReason, type EgressRequest } from './policy.js';
 import { MAX_CLIENT_HELLO_BYTES, TLS_PORTS, checkTunnelStart, scanClientHello } from './sni.js';
 import { parseConnectTarget, parseProxyRequestUrl, type Target } from './target.js';
@@ -35,29 +36,42 @@ export type EgressRefusalReason =
   | 'header-timeout'
   | 'resolve-failed'
   | 'upstream-unreachable'
-  | 'unsupported';
+  | 'unsupported'
+  | 'too-many-connections';
 
+/**
+ * Enforced by the proxy itself on every client socket, whether it accepted the socket (listen())
+ * or was handed it (accept()): its HTTP server never listens, so Node's own listen-time timers and
+ * maxConnections never run (see limits.ts).
+ */
 export interface EgressLimits {
   /** Request line + headers; more → 431. */
   maxHeaderBytes: number;
-  /** A client must finish its request headers within this (slowloris) → 408. */
+  /**
+   * A client must finish its request headers within this from connecting, or from the previous
+   * response on a kept-alive connection (slowloris) → 408.
+   */
   headersTimeoutMs: number;
-  /** An open tunnel or forwarded request with no traffic either way is closed after this. */
+  /** A client connection, open tunnel or forwarded request with no traffic either way is closed after this. */
   idleTimeoutMs: number;
   connectTimeoutMs: number;
   resolveTimeoutMs: number;
-  /** Client connections held at once; further ones are closed on accept. */
+  /** Client connections held at once, relayed tunnels included; one more is answered 503 and closed. */
   maxConnections: number;
 }
 
+/** The timeouts and cap are the profile's defaults (network.limits, ProxyLimitsSchema). */
 export const DEFAULT_EGRESS_LIMITS: EgressLimits = {
   maxHeaderBytes: 16 * 1024,
   headersTimeoutMs: 10_000,
   idleTimeoutMs: 10 * 60_000,
   connectTimeoutMs: 10_000,
   resolveTimeoutMs: 10_000,
-  maxConnections: 4096,
+  maxConnections: 256,
 };
+
+/** Refused over-cap sockets kept open at once for their 503 to be read; beyond, they are just closed. */
+const MAX_REFUSING = 64;
 
 export interface EgressProxyOptions {
   sandbox: string;
@@ -95,6 +109,8 @@ export interface EgressProxy {
   /**
    * Serves one client connection accepted elsewhere (the launcher accepts on the sandbox's socket
    * and creates the proxy only when the first client arrives). A paused socket is resumed here.
+   * Accept with `allowHalfOpen: true` (as http.Server does): a tunnel's client may end its
+   * sending side while it still reads.
    */
   accept(socket: net.Socket): void;
   /** The bound address (for a port-0 listen in tests). */
@@ -121,6 +137,7 @@ const STATUS_TEXT: Record<number, string> = {
   431: 'Request Header Fields Too Large',
   501: 'Not Implemented',
   502: 'Bad Gateway',
+  503: 'Service Unavailable',
 };
 
 // TLS alert, fatal, access_denied: the client's TLS stack reports a clear handshake failure
@@ -136,6 +153,12 @@ const defaultResolve: Resolver = async (host) => {
 
 type Authorized = { ok: true; addresses: string[]; decision: EgressDecision };
 type Refused = { ok: false; status: number; reason: EgressRefusalReason; detail: string };
+
+/** Per client socket: its header deadline, and the requests on it not yet answered. */
+interface ClientState {
+  deadline: NodeJS.Timeout | undefined;
+  answering: number;
+}
 
 interface Conn {
   id: string;
@@ -160,10 +183,18 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const relay = options.nativeRelay === false ? undefined : nativeRelay();
   const relayEngine: RelayEngine = typeof options.nativeRelay === 'string' ? options.nativeRelay : 'copy';
   const closing = new AbortController();
+  const clientState = new WeakMap<net.Socket, ClientState>();
+  /** Connections refused in the current burst over maxConnections (0: no burst). */
+  let refusedInBurst = 0;
+  let refusing = 0;
+  let front: net.Server | undefined;
   const local = new Map<string, { listener: http.RequestListener; server: http.Server }>();
   for (const [host, listener] of Object.entries(options.localHandlers ?? {})) {
     // A CONNECT to a local host is served by handing the raw socket to an unbound HTTP server.
-    local.set(host.toLowerCase(), { listener, server: http.createServer(listener) });
+    const ls = http.createServer({ maxHeaderSize: limits.maxHeaderBytes, headersTimeout: 0, requestTimeout: 0 }, listener);
+    ls.timeout = limits.idleTimeoutMs;
+    ls.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => requestStarted(req.socket, res));
+    local.set(host.toLowerCase(), { listener, server: ls });
   }
 
   approvals?.onRule((rule: AllowRule) => {
@@ -172,32 +203,31 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     policy = { ...policy, allow: [...policy.allow, rule] };
   });
 
+  // Node's header timeout is off (0): it runs only on a listening server, and this one is fed
+  // sockets; the proxy's own per-socket deadline replaces it. `timeout` is per socket (Node sets
+  // it on each connection and request): the idle timeout of a client while it speaks HTTP.
   const server = http.createServer({
     maxHeaderSize: limits.maxHeaderBytes,
-    headersTimeout: limits.headersTimeoutMs,
+    headersTimeout: 0,
     requestTimeout: 0,
-    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
     keepAliveTimeout: 5_000,
     requireHostHeader: false,
     noDelay: true,
   });
-  server.maxConnections = limits.maxConnections;
-  server.on('connection', (s: net.Socket) => {
-    // Relayed tunnels no longer count in the server's own connection count: they still count here.
-    if (relays.size > 0 && clients.size + relays.size >= limits.maxConnections) {
-      s.destroy();
-      return;
-    }
-    track(clients, s);
+  server.timeout = limits.idleTimeoutMs;
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    requestStarted(req.socket, res);
+    void onRequest(req, res).catch((err: unknown) => internalError(err, res));
   });
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => void onRequest(req, res).catch((err: unknown) => internalError(err, res)));
-  server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) =>
-    void onConnect(req, socket, head).catch((err: unknown) => {
+  server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    disarm(socket);
+    onConnect(req, socket, head).catch((err: unknown) => {
       log?.error({ err }, 'egress proxy: CONNECT handler failed');
       socket.destroy();
-    }),
-  );
+    });
+  });
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+    disarm(socket);
     socket.on('error', () => socket.destroy());
     refuseRaw(socket, 501, 'unsupported', 'clawjail: protocol upgrades over plain-HTTP forwarding are not supported; use CONNECT (wss://, or a proxy-aware client)\n');
     emitDecision({ id: connId(), via: 'http', target: { host: '', hostIsIp: false, port: 0 } }, 'deny', 'unsupported', `Upgrade: ${String(req.headers.upgrade ?? '').slice(0, 40)}`);
@@ -208,6 +238,93 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   function track(set: Set<net.Socket>, s: net.Socket): void {
     set.add(s);
     s.once('close', () => set.delete(s));
+  }
+
+  /** Client connections held, relayed tunnels included (their Node sockets are gone). */
+  function held(): number {
+    return clients.size + relays.size;
+  }
+
+  function reportCap(d: CapDecision): void {
+    refusedInBurst = d.refused;
+    if (!d.report) return;
+    const max = limits.maxConnections;
+    if (d.report.state === 'reached') {
+      log?.warn({ sandbox, maxConnections: max }, `egress proxy: the sandbox holds ${d.report.open} connections, its limit (network.limits.maxConnections); refusing more until some close`);
+      audit.emit({ kind: 'egress.limit', sandbox, limit: 'maxConnections', max, state: 'reached', open: d.report.open });
+    } else {
+      log?.info({ sandbox, maxConnections: max, refused: d.report.refused }, 'egress proxy: below the connection limit again');
+      audit.emit({ kind: 'egress.limit', sandbox, limit: 'maxConnections', max, state: 'cleared', refused: d.report.refused });
+    }
+  }
+
+  function released(): void {
+    if (refusedInBurst > 0) reportCap(releaseConnection(held(), limits.maxConnections, refusedInBurst));
+  }
+
+  /** Over the cap: a 503 the client can read, without reading its request; the socket goes soon after. */
+  function refuseOverCap(socket: net.Socket): void {
+    socket.on('error', () => socket.destroy());
+    if (refusing >= MAX_REFUSING) {
+      socket.destroy();
+      return;
+    }
+    refusing++;
+    socket.once('close', () => refusing--);
+    // Read and drop what the client sends: unread bytes at close would turn the FIN into a reset
+    // that can discard the 503 before the client reads it.
+    socket.resume();
+    const detail = `this sandbox already holds ${limits.maxConnections} connections through the egress proxy (network.limits.maxConnections); close some, or raise the limit in the profile`;
+    refuseRaw(socket, 503, 'too-many-connections', `clawjail: ${detail}\n`, 1_000);
+  }
+
+  /**
+   * Starts (or restarts) the time a client has to send complete request headers: at accept, and
+   * when the last response on a kept-alive connection is out.
+   */
+  function armHeaderDeadline(socket: net.Socket, firstRequest: boolean): void {
+    let st = clientState.get(socket);
+    if (!st) {
+      st = { deadline: undefined, answering: 0 };
+      clientState.set(socket, st);
+      const own = st;
+      socket.once('close', () => clearTimeout(own.deadline));
+    }
+    clearTimeout(st.deadline);
+    const bytesAtArm = socket.bytesRead;
+    st.deadline = setTimeout(() => {
+      const state = clientState.get(socket);
+      if (state) state.deadline = undefined;
+      // Already answered and closing (a parse error got its 400 meanwhile).
+      if (socket.destroyed || !socket.writable) return;
+      if (headerTimeoutAction(firstRequest, socket.bytesRead - bytesAtArm) === 'close') {
+        socket.destroy();
+        return;
+      }
+      const text = `request headers not complete within ${limits.headersTimeoutMs} ms`;
+      emitDecision({ id: connId(), via: 'http', target: { host: '', hostIsIp: false, port: 0 } }, 'deny', 'header-timeout', text);
+      refuseRaw(socket, 408, 'header-timeout', `clawjail: ${text}\n`);
+    }, limits.headersTimeoutMs);
+  }
+
+  function disarm(socket: net.Socket): void {
+    const st = clientState.get(socket);
+    if (st) {
+      clearTimeout(st.deadline);
+      st.deadline = undefined;
+    }
+  }
+
+  /** A request's headers are in: no deadline until its answer (and any pipelined one's) is out. */
+  function requestStarted(socket: net.Socket, res: http.ServerResponse): void {
+    const st = clientState.get(socket);
+    if (!st) return;
+    disarm(socket);
+    st.answering++;
+    res.once('close', () => {
+      // Node has already ended the socket when the connection is not kept alive.
+      if (--st.answering === 0 && socket.writable && !socket.destroyed) armHeaderDeadline(socket, false);
+    });
   }
 
   function connId(): string {
@@ -358,10 +475,13 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
 
   async function authorizeWhileConnected(conn: Conn, socket: net.Socket): Promise<Authorized | Refused> {
     const watch = watchClient(socket);
+    // Waiting for an approval is bounded by its own timeout, which may be the longer one.
+    socket.setTimeout(0);
     try {
       return await authorize(conn, watch.signal);
     } finally {
       watch.dispose();
+      if (!socket.destroyed) socket.setTimeout(limits.idleTimeoutMs);
     }
   }
 
@@ -391,6 +511,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       emitDecision(conn, 'allow', 'local', `${target.host} is served by the supervisor`);
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length > 0) socket.unshift(head);
+      armHeaderDeadline(socket, true);
       handler.server.emit('connection', socket);
       return;
     }
@@ -508,6 +629,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
         const entry: { handle?: NativeRelay } = {};
         const onDone = (r: NativeRelayResult): void => {
           if (entry.handle) relays.delete(entry.handle);
+          released();
           // As in the JS path, only the destination's errors are reported (the client's own
           // resets, idle timeouts and closing the proxy end a tunnel without one).
           emitClose(conn, ip, bytesIn + r.bytesBtoA, bytesOut + r.bytesAtoB, started, r.errorSide === 'b' ? r.error : undefined);
@@ -640,6 +762,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   }
 
   function onClientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
+    disarm(socket);
     if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) {
       socket.destroy();
       return;
@@ -647,11 +770,33 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     const [status, reason, text]: [number, EgressRefusalReason, string] =
       err.code === 'HPE_HEADER_OVERFLOW'
         ? [431, 'headers-too-large', `request headers larger than ${limits.maxHeaderBytes} bytes`]
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? [408, 'header-timeout', `request headers not complete within ${limits.headersTimeoutMs} ms`]
-          : [400, 'malformed', `malformed request (${err.code ?? 'parse error'})`];
+        : [400, 'malformed', `malformed request (${err.code ?? 'parse error'})`];
     emitDecision({ id: connId(), via: 'http', target: { host: '', hostIsIp: false, port: 0 } }, 'deny', reason, text);
     refuseRaw(socket, status, reason, `clawjail: ${text}\n`);
+  }
+
+  /**
+   * Serves one client socket: the connection cap, then the header deadline, then HTTP. Whoever
+   * accepted it may have paused it (pauseOnConnect): nothing was read before this point.
+   */
+  function accept(socket: net.Socket): void {
+    // Gone while the proxy was being created: its 'close' has passed, it must not be counted.
+    if (socket.destroyed) return;
+    if (closing.signal.aborted) {
+      socket.destroy();
+      return;
+    }
+    const d = admitConnection(held(), limits.maxConnections, refusedInBurst);
+    reportCap(d);
+    if (!d.admit) {
+      refuseOverCap(socket);
+      return;
+    }
+    track(clients, socket);
+    socket.once('close', released);
+    armHeaderDeadline(socket, true);
+    server.emit('connection', socket);
+    socket.resume();
   }
 
   function internalError(err: unknown, res: http.ServerResponse): void {
@@ -664,29 +809,26 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     get policy() {
       return policy;
     },
-    accept(socket) {
-      // The limit a listening server would apply in accept(), applied here for handed-over sockets.
-      if (clients.size >= limits.maxConnections) {
-        socket.destroy();
-        return;
-      }
-      server.emit('connection', socket);
-      socket.resume();
-    },
+    accept,
     listen(target) {
+      // The same path as a handed-over socket: a plain listener that passes each one to accept().
+      // Half-open as an HTTP server's own sockets are: a tunnel's client may end its side first.
+      const f = net.createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, accept);
+      front = f;
       return new Promise((resolveListen, reject) => {
         const onError = (err: Error): void => reject(err);
-        server.once('error', onError);
+        f.once('error', onError);
         const done = (): void => {
-          server.removeListener('error', onError);
+          f.removeListener('error', onError);
+          f.on('error', (err) => log?.error({ err }, 'egress proxy: listener error'));
           resolveListen();
         };
-        if ('fd' in target) server.listen({ fd: target.fd }, done);
-        else server.listen({ host: target.host, port: target.port }, done);
+        if ('fd' in target) f.listen({ fd: target.fd }, done);
+        else f.listen({ host: target.host, port: target.port }, done);
       });
     },
     address() {
-      const a = server.address();
+      const a = front?.address();
       return a && typeof a === 'object' ? a : null;
     },
     updatePolicy(p) {
@@ -700,7 +842,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       // cancel() closes a relay's sockets and reports its close event before it returns.
       for (const r of [...relays]) r.cancel();
       return new Promise((resolveClose) => {
-        server.close(() => resolveClose());
+        if (front) front.close(() => resolveClose());
+        else resolveClose();
         for (const s of clients) s.destroy();
         for (const s of upstreams) s.destroy();
         for (const { server: ls } of local.values()) ls.closeAllConnections();
@@ -855,7 +998,7 @@ function refusalBody(target: Target, r: { status: number; reason: string; detail
   return `clawjail: ${hostPort(target)} ${r.status === 403 ? 'refused' : 'failed'} (${r.reason}): ${r.detail}\n`;
 }
 
-function refuseRaw(socket: net.Socket, status: number, reason: string, body: string): void {
+function refuseRaw(socket: net.Socket, status: number, reason: string, body: string, lingerMs = 2_000): void {
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -865,7 +1008,7 @@ function refuseRaw(socket: net.Socket, status: number, reason: string, body: str
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
   // A client that never reads must not keep the socket (and its buffer) alive.
-  setTimeout(() => socket.destroy(), 2_000).unref();
+  setTimeout(() => socket.destroy(), lingerMs).unref();
 }
 
 function respond(res: http.ServerResponse, status: number, reason: string, body: string): void {
