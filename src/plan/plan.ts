@@ -1,6 +1,7 @@
 import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
 import type { HostFacts } from '../host/probe.js';
+import { LOOPBACK_HOST } from '../policy/addresses.js';
 import type { Profile } from '../profile/schema.js';
 import { buildInferenceEnv, INFERENCE_PORT, INFERENCE_SOCKET_PATH as INFERENCE_SOCKET } from '../services/inference/env.js';
 import { buildEnv, PATH_CANDIDATES } from './env.js';
@@ -41,7 +42,8 @@ export interface LaunchPlan {
   name: string;
   native: NativePlan;
   sandboxDir: { host: string; ephemeral: boolean };
-  services: { egress?: { port: number }; inference?: { port: number; socket: string } };
+  /** loopback: host 127.0.0.1 ports that allow rules name, served inside and forwarded out. */
+  services: { egress?: { port: number }; inference?: { port: number; socket: string }; loopback?: number[] };
   publish: Profile['publish'];
   cgroup: { dir: string; settings: Record<string, string>; mode: 'required' | 'best-effort' } | null;
   binds: ResolvedBind[];
@@ -108,6 +110,11 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
   if (profile.network.mode === 'proxy') {
     services.egress = { port: EGRESS_PORT };
     nativeServices.push({ name: 'egress', kind: 'tcp', port: EGRESS_PORT });
+    const loopback = loopbackForwards(profile);
+    if (loopback.length) {
+      services.loopback = loopback;
+      for (const port of loopback) nativeServices.push({ name: `loopback:${port}`, kind: 'tcp', port });
+    }
   }
   if (profile.inference.routes.length > 0) {
     services.inference = { port: INFERENCE_PORT, socket: INFERENCE_SOCKET };
@@ -116,7 +123,13 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
   }
   layers.push(
     profile.network.mode === 'proxy'
-      ? { layer: 'network', status: 'enforced', detail: `own network namespace (lo only); egress only through the allowlist proxy at 127.0.0.1:${EGRESS_PORT}` }
+      ? {
+          layer: 'network',
+          status: 'enforced',
+          detail:
+            `own network namespace (lo only); egress only through the allowlist proxy at 127.0.0.1:${EGRESS_PORT}` +
+            (services.loopback ? `; host 127.0.0.1 port(s) ${services.loopback.join(', ')} forwarded by the supervisor after the same checks` : ''),
+        }
       : { layer: 'network', status: 'enforced', detail: 'own network namespace (lo only); no egress' },
   );
   layers.push(
@@ -297,6 +310,28 @@ function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, 
   }
   layers.push({ layer: 'cgroup', status: 'enforced', mode: c.mode, detail: Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(' ') });
   return { dir: dir!, settings, mode: c.mode };
+}
+
+/**
+ * Allow rules for the host's 127.0.0.1: inside, that address is the sandbox's own loopback (and
+ * NO_PROXY sends clients straight to it), so each named port is served there and forwarded to the
+ * host. A port the sandbox itself uses cannot also be the host's.
+ */
+export function loopbackForwards(profile: Profile): number[] {
+  const ports = new Set<number>();
+  for (const rule of profile.network.allow) {
+    if (rule.host !== LOOPBACK_HOST || rule.methods || rule.paths) continue;
+    for (const port of rule.ports) ports.add(port);
+  }
+  const published = new Set(profile.publish.map((p) => p.port));
+  for (const port of ports) {
+    const clash = SERVICE_PORTS.includes(port) ? (port === EGRESS_PORT ? 'the egress proxy' : 'the inference router') : published.has(port) ? 'a port published into the sandbox' : undefined;
+    if (!clash) continue;
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `network.allow: the host's ${LOOPBACK_HOST}:${port} cannot be reached by that address: port ${port} inside the sandbox is ${clash}`, {
+      hint: `move the host service to another port, or reach it through the proxy by another loopback address (e.g. host: 127.0.0.2 with the service listening there)`,
+    });
+  }
+  return [...ports].sort((a, b) => a - b);
 }
 
 /** Ports inside the sandbox that belong to its own services, whichever of them run. */

@@ -6,6 +6,7 @@ import type { LoadedProfile } from '../profile/load.js';
 import type { ControlServer } from './control/index.js';
 import type { ApprovalBroker, ApprovalBrokerOptions, EgressProxy, Resolver } from './egress/index.js';
 import type { InferenceRouter } from './inference/index.js';
+import type { LoopbackForwarder } from './egress/loopback.js';
 
 export interface ServiceOptions {
   /** Asked for each destination no rule allows, when approvals are on. */
@@ -117,11 +118,22 @@ export async function prepareServices(
       front.listen({ fd }, () => resolve());
     });
 
+  // Host-loopback forwards: small, loaded only by sandboxes whose rules name 127.0.0.1.
+  let loopback: LoopbackForwarder | undefined;
+  const serveLoopback = async (fd: number, port: number): Promise<void> => {
+    if (!loopback) {
+      const { createLoopbackForwarder } = await import('./egress/loopback.js');
+      loopback ??= createLoopbackForwarder({ sandbox: plan.name, policy: profile.network, audit, logger });
+    }
+    return loopback.serve(fd, port);
+  };
+
   services.serve = async (names, fds) => {
     await created;
     const jobs = names.map((name, i) => {
       const fd = fds[i]!;
       if (name === 'egress' && plan.services.egress) return serveEgress(fd);
+      if (name.startsWith('loopback:') && plan.services.loopback) return serveLoopback(fd, Number(name.slice('loopback:'.length)));
       if ((name === 'inference' || name === 'inference.sock') && services.router) return services.router.listen({ fd }).then(() => undefined);
       return Promise.reject(new Error(`no service for socket '${name}'`));
     });
@@ -131,7 +143,7 @@ export async function prepareServices(
     await created.catch(() => {});
     await proxyP?.catch(() => {});
     const frontClosed = front ? new Promise<void>((r) => front!.close(() => r())) : undefined;
-    await Promise.allSettled([frontClosed, services.proxy?.close(), services.router?.close(), control?.close(), Promise.resolve(broker?.close())]);
+    await Promise.allSettled([frontClosed, services.proxy?.close(), services.router?.close(), control?.close(), Promise.resolve(broker?.close()), loopback?.close()]);
   };
   return services;
 }
