@@ -245,7 +245,7 @@ describe('model policy', () => {
     expect(events[0]).toMatchObject({ model: 'small', upstreamModel: 'provider/small-2025-01' });
   });
 
-  it('every allowed path reaches the upstream under the route\'s base', async () => {
+  it('every allowed path reaches the upstream under the route\'s base, with only allowlisted query parameters', async () => {
     const { url, up } = await setup();
     const calls: [string, string, unknown][] = [
       ['POST', '/v1/chat/completions', chat()],
@@ -255,7 +255,7 @@ describe('model policy', () => {
       ['GET', '/v1/models?limit=5', undefined],
       ['POST', '/claude/v1/messages', message()],
       ['POST', '/claude/v1/messages/count_tokens', message()],
-      ['GET', '/claude/v1/models', undefined],
+      ['GET', '/claude/v1/models?limit=5&model=x&limit=7', undefined],
     ];
     for (const [method, path, body] of calls) expect((await call(url, path, { method, body })).status, path).toBe(200);
     expect(up.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
@@ -263,10 +263,11 @@ describe('model policy', () => {
       'POST /v1/completions',
       'POST /v1/responses',
       'POST /v1/embeddings',
-      'GET /v1/models?limit=5',
+      // OpenAI's /v1/models takes no parameters; Anthropic's takes limit (the first one given)
+      'GET /v1/models',
       'POST /v1/messages',
       'POST /v1/messages/count_tokens',
-      'GET /v1/models',
+      'GET /v1/models?limit=5',
     ]);
   });
 
