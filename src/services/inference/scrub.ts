@@ -14,8 +14,10 @@ import { Transform, type TransformCallback } from 'node:stream';
  *     of the key at one of three byte alignments, less the characters it shares with its
  *     neighbours. Those three fragments (in both alphabets) are searched for, so base64 of
  *     `Bearer <key>`, of a JSON dump of the headers, or of anything else holding the key is caught.
- *     Fragments shorter than MIN_BASE64_FRAGMENT are not searched (a key of under 7 characters):
- *     they would match random base64 such as embeddings and corrupt it.
+ *     The key as JSON escapes it (`\"`, `\\`) is encoded the same way.
+ *     Fragments shorter than MIN_BASE64_FRAGMENT are not searched, so a key of under 7
+ *     characters is not found in base64 at every alignment: such short fragments would match
+ *     random base64 (embeddings) and corrupt it.
  *
  * Each match becomes REDACTED. The key is printable ASCII (resolveCredentials() refuses anything
  * else), so every form is ASCII and the text is handled as latin1: one char per byte, which leaves
@@ -84,7 +86,9 @@ export function compileKeyPattern(keys: readonly string[]): KeyPattern {
     alternatives.push([...key].map(charForms).join(''));
     maxLength = Math.max(maxLength, 6 * key.length);
     for (const ch of key) allowed.add(ch.charCodeAt(0));
-    for (const fragment of base64Fragments(key)) {
+    // A JSON dump of the headers escapes `"` and `\` before it is base64-encoded.
+    const variants = new Set([key, JSON.stringify(key).slice(1, -1)]);
+    for (const fragment of [...variants].flatMap(base64Fragments)) {
       alternatives.push(escapeRegex(fragment));
       maxLength = Math.max(maxLength, fragment.length);
       for (const ch of fragment) allowed.add(ch.charCodeAt(0));
