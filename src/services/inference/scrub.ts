@@ -153,11 +153,13 @@ export function createKeyScrubber(pattern: KeyPattern): KeyScrubber {
         }
       }
       const [out, end] = scrubUpTo(text, cut);
-      const hadCarry = carry.length;
+      const carried = carry;
       carry = text.slice(end);
       if (out !== undefined) return Buffer.from(out, 'latin1');
-      // Nothing matched: the chunk's own bytes go out without a copy when nothing was carried in.
-      return hadCarry === 0 ? chunk.subarray(0, end) : Buffer.from(text.slice(0, end), 'latin1');
+      // Nothing matched: the chunk's own bytes go out as they are, after what was carried in.
+      if (carried.length === 0) return chunk.subarray(0, end);
+      if (end <= carried.length) return Buffer.from(carried.slice(0, end), 'latin1');
+      return Buffer.concat([Buffer.from(carried, 'latin1'), chunk.subarray(0, end - carried.length)]);
     },
     end() {
       const text = carry;
