@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { base64Fragments, compileKeyPattern, createKeyScrubber, createScrubStream, MIN_BASE64_FRAGMENT, REDACTED, scrubText } from '../../src/services/inference/scrub.js';
+import { base64Fragments, compileKeyPattern, createKeyScrubber, createScrubStream, MAX_KEY_BACKSLASHES, MIN_BASE64_FRAGMENT, REDACTED, scrubText } from '../../src/services/inference/scrub.js';
 import { encodeAs, ECHO_FORMS, findKeyLeak, type EchoForm } from '../helpers/key-leaks.js';
 
 const TYPICAL = 'sk-proj-Abc123_xyz-7890QRS';
@@ -68,6 +68,19 @@ describe('compileKeyPattern', () => {
     expect(() => compileKeyPattern([''])).toThrow(expect.objectContaining({ code: 'ERR_CLAWJAIL_SCRUB_KEY' }));
     expect(() => compileKeyPattern(['sk key'])).toThrow(expect.objectContaining({ code: 'ERR_CLAWJAIL_SCRUB_KEY' }));
     expect(() => compileKeyPattern(['sk-ключ'])).toThrow(expect.objectContaining({ code: 'ERR_CLAWJAIL_SCRUB_KEY' }));
+    // each backslash doubles the regex's work per position; more than 8 is refused
+    expect(() => compileKeyPattern([`sk-${'\\'.repeat(MAX_KEY_BACKSLASHES + 1)}`])).toThrow(expect.objectContaining({ code: 'ERR_CLAWJAIL_SCRUB_KEY' }));
+  });
+
+  it('stays fast on hostile text for a key at the backslash limit', () => {
+    const key = `sk-${'\\'.repeat(MAX_KEY_BACKSLASHES)}x`;
+    const p = compileKeyPattern([key]);
+    const text = `sk-${'\\\\'.repeat(MAX_KEY_BACKSLASHES)}y `.repeat(2000);
+    const t0 = performance.now();
+    expect(scrubText(p, text)).toBe(text);
+    expect(scrubText(p, `a ${key} b`)).toBe(`a ${REDACTED} b`);
+    // about 5 ms here; a regex that backtracked without bound would take seconds
+    expect(performance.now() - t0).toBeLessThan(1000);
   });
 
   it('a key made of regex metacharacters matches only itself', () => {

@@ -30,6 +30,12 @@ import { Transform, type TransformCallback } from 'node:stream';
 
 export const REDACTED = '[redacted]';
 export const MIN_BASE64_FRAGMENT = 8;
+/**
+ * A backslash in the key may stand for itself or for the start of a JSON escape, and the regex
+ * tries both: the work per position doubles with each one. Real keys have none; past this many
+ * the key is refused (at launch, by resolveCredentials).
+ */
+export const MAX_KEY_BACKSLASHES = 8;
 
 export interface KeyPattern {
   /** Matches any form of any of the keys. Global; reset lastIndex before use. */
@@ -82,6 +88,9 @@ export function compileKeyPattern(keys: readonly string[]): KeyPattern {
   for (const key of keys) {
     if (!/^[\x21-\x7e]+$/.test(key)) {
       throw Object.assign(new Error('a key to scrub must be non-empty printable ASCII'), { code: 'ERR_CLAWJAIL_SCRUB_KEY' });
+    }
+    if (key.split('\\').length - 1 > MAX_KEY_BACKSLASHES) {
+      throw Object.assign(new Error(`a key to scrub may hold at most ${MAX_KEY_BACKSLASHES} backslashes`), { code: 'ERR_CLAWJAIL_SCRUB_KEY' });
     }
     alternatives.push([...key].map(charForms).join(''));
     maxLength = Math.max(maxLength, 6 * key.length);
