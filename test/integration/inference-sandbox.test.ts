@@ -194,6 +194,30 @@ describe.each(USERS)('inference from inside a sandbox launched as %s', (as) => {
     }
   });
 
+  it('refuses a duplicate "model" with 400 on all three ways, and never forwards ?model=', async () => {
+    const dup = `-H 'content-type: application/json' -d '{"model":"gpt-evil","model":"gpt-small","messages":[]}'`;
+    const script = [
+      CALL,
+      `call sock --unix-socket /run/clawjail/inference.sock http://localhost/v1/chat/completions ${dup}`,
+      `call port http://127.0.0.1:3129/v1/chat/completions ${dup}`,
+      `call proxy http://inference.local/v1/chat/completions ${dup}`,
+      `call query 'http://127.0.0.1:3129/v1/chat/completions?model=gpt-evil' ${chat('gpt-small')}`,
+    ].join('\n');
+    const r = await clawjail(['run', '--profile', twoRoutes(), '--', ...sh(script)], { as, env: ENV });
+    expect(r.exitCode).toBe(0);
+    const calls = parseCalls(r.stdout);
+    for (const way of ['sock', 'port', 'proxy']) {
+      expect(calls[way], way).toEqual({
+        status: 400,
+        error: 'duplicate_key',
+        body: { error: { message: 'route "oa": the request body names "model" twice in one object (at $); parsers disagree on which one counts, so the router refuses it.', type: 'invalid_request_error', param: null, code: 'duplicate_key' } },
+      });
+    }
+    expect(calls.query?.status).toBe(200);
+    expect(A.requests.map((q) => q.path)).toEqual(['/v1/chat/completions']);
+    expect((A.requests[0]!.json as { model: string }).model).toBe('upstream-real-model');
+  });
+
   describe.skipIf(NODE24_SKIP !== undefined)(`Node 24${NODE24_SKIP ? ` (skipped: ${NODE24_SKIP})` : ''}`, () => {
     it('fetch with only the sandbox env reaches OPENAI_BASE_URL and http://inference.local; http.request reaches the socket', async () => {
       const script = `
@@ -323,30 +347,6 @@ describe(`router policy seen from inside (as ${AS})`, () => {
     });
     expect(A.requests).toEqual([]);
     expect(B.requests).toEqual([]);
-  });
-
-  it('refuses a duplicate "model" with 400 on all three ways, and never forwards ?model=', async () => {
-    const dup = `-H 'content-type: application/json' -d '{"model":"gpt-evil","model":"gpt-small","messages":[]}'`;
-    const script = [
-      CALL,
-      `call sock --unix-socket /run/clawjail/inference.sock http://localhost/v1/chat/completions ${dup}`,
-      `call port http://127.0.0.1:3129/v1/chat/completions ${dup}`,
-      `call proxy http://inference.local/v1/chat/completions ${dup}`,
-      `call query 'http://127.0.0.1:3129/v1/chat/completions?model=gpt-evil' ${chat('gpt-small')}`,
-    ].join('\n');
-    const r = await clawjail(['run', '--profile', twoRoutes(), '--', ...sh(script)], { as: AS, env: ENV });
-    expect(r.exitCode).toBe(0);
-    const calls = parseCalls(r.stdout);
-    for (const way of ['sock', 'port', 'proxy']) {
-      expect(calls[way], way).toEqual({
-        status: 400,
-        error: 'duplicate_key',
-        body: { error: { message: 'route "oa": the request body names "model" twice in one object (at $); parsers disagree on which one counts, so the router refuses it.', type: 'invalid_request_error', param: null, code: 'duplicate_key' } },
-      });
-    }
-    expect(calls.query?.status).toBe(200);
-    expect(A.requests.map((q) => q.path)).toEqual(['/v1/chat/completions']);
-    expect((A.requests[0]!.json as { model: string }).model).toBe('upstream-real-model');
   });
 
   it('applies rewriteModel: the upstream gets the rewritten id, the audit log names both', async () => {
