@@ -140,7 +140,7 @@ export function upstreamProblem(upstream: string): string | undefined {
     return `upstream "${url.protocol}//${url.host}${url.pathname}" carries user:password; put the secret in \`credential\` ({env: NAME} or {file: PATH}) so it stays out of the profile and logs.`;
   }
   if (url.search || url.hash || upstream.includes('?') || upstream.includes('#')) {
-    return `upstream "${url.origin}${url.pathname}" must not have a query or fragment; the router forwards the caller's query string and injects the credential as a header.`;
+    return `upstream "${url.origin}${url.pathname}" must not have a query or fragment; the router builds the query from the caller's allowlisted parameters and injects the credential as a header.`;
   }
   if (url.pathname === '/') {
     return `upstream "${upstream}" has no path; the part of the caller's URL after /v1 (e.g. /chat/completions) is appended to upstream, so include the version prefix: ${url.origin}/v1.`;

@@ -36,6 +36,17 @@
  *   error          {status, body?}: answer every request with that status and body (default body in
  *                  the API's error shape); 'reset': destroy the connection on arrival; 'hang': never
  *                  answer; 'reset-mid-stream': send the opening chunk and the first text chunk, then destroy the connection
+ *   echo           {form?, status?, stream?}: reflect the credential header the request carried
+ *                  (authorization and/or x-api-key), encoded as `form` (see key-leaks.ts; default
+ *                  'plain'), as a header-reflecting server or debugging proxy would: in the body
+ *                  (`{"headers":{…},"error":{"message":…}}`, or with `stream` an SSE event whose value
+ *                  is split across two writes, then an SSE `error` event), in the headers
+ *                  x-ratelimit-echo, x-request-id, x-echo-authorization and location, and in the
+ *                  status line's reason phrase; with `status` (default 200)
+ *   encoding       'gzip' | 'deflate' | 'br': compress JSON answers and echo answers (streams
+ *                  flushed per write) and say so in content-encoding; any other string is sent as
+ *                  content-encoding with the body uncompressed; with `corrupt: true` the
+ *                  header is sent and the body left uncompressed
  *
  * Each RecordedRequest has method, path (with query), headers, body (text), json (parsed or
  * undefined), receivedAt and chunkTimes (performance.now() of each chunk written), and `closed`,
@@ -43,6 +54,8 @@
  * away before it was (true). `nextRequest()` resolves with the next request to arrive.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import zlib from 'node:zlib';
+import { encodeAs, type EchoForm } from './key-leaks.js';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 
@@ -54,6 +67,9 @@ export interface FakeUpstreamOptions {
   usage?: { input: number; output: number };
   tool?: { name: string; arguments: Record<string, unknown> };
   error?: { status: number; body?: unknown } | 'reset' | 'hang' | 'reset-mid-stream';
+  echo?: { form?: EchoForm; status?: number; stream?: boolean };
+  encoding?: string;
+  corrupt?: boolean;
 }
 
 export interface RecordedRequest {
@@ -136,9 +152,10 @@ async function answer(req: IncomingMessage, res: ServerResponse, rec: RecordedRe
   if (o.error === 'hang') return;
   if (o.headerDelayMs) await sleep(o.headerDelayMs);
   if (res.destroyed) return;
+  if (o.echo) return echo(req, res, o);
   if (typeof o.error === 'object') {
     const body = o.error.body ?? (isAnthropic ? { type: 'error', error: { type: 'api_error', message: 'fake upstream error' } } : { error: { message: 'fake upstream error', type: 'server_error', param: null, code: null } });
-    return sendJson(res, o.error.status, body);
+    return sendJson(res, o.error.status, body, o);
   }
   const body = (rec.json ?? {}) as Json;
   const model = typeof body.model === 'string' ? body.model : 'fake-model';
@@ -174,10 +191,68 @@ interface StreamCtx {
   cutAfterFirst: boolean;
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-request-id': 'req_fake', 'set-cookie': 'upstream_session=1', 'openai-organization': 'org-fake' });
-  res.end(text);
+function sendJson(res: ServerResponse, status: number, body: unknown, o: FakeUpstreamOptions = {}): void {
+  const data = compress(Buffer.from(JSON.stringify(body)), o);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': data.length, 'x-request-id': 'req_fake', 'set-cookie': 'upstream_session=1', 'openai-organization': 'org-fake', ...encodingHeader(o) });
+  res.end(data);
+}
+
+function encodingHeader(o: FakeUpstreamOptions): Record<string, string> {
+  return o.encoding ? { 'content-encoding': o.encoding } : {};
+}
+
+function compress(data: Buffer, o: FakeUpstreamOptions): Buffer {
+  if (o.corrupt) return data;
+  if (o.encoding === 'gzip') return zlib.gzipSync(data);
+  if (o.encoding === 'deflate') return zlib.deflateSync(data);
+  if (o.encoding === 'br') return zlib.brotliCompressSync(data);
+  return data;
+}
+
+/** Reflects the request's credential header, encoded, everywhere a response can carry text. */
+async function echo(req: IncomingMessage, res: ServerResponse, o: FakeUpstreamOptions): Promise<void> {
+  const e = o.echo!;
+  const form = e.form ?? 'plain';
+  const enc = (v: string) => encodeAs(form, v);
+  // json-* forms are escape sequences already: they go into the JSON text as they are
+  const lit = (v: string) => (form.startsWith('json') ? `"${enc(v)}"` : JSON.stringify(enc(v)));
+  const seen = [req.headers.authorization, req.headers['x-api-key']].filter((v): v is string => typeof v === 'string');
+  const first = seen[0] ?? 'none';
+  const status = e.status ?? 200;
+  const headers: Record<string, string> = {
+    'content-type': e.stream ? 'text/event-stream' : 'application/json',
+    'x-ratelimit-echo': enc(first),
+    'x-request-id': enc(first),
+    'x-echo-authorization': enc(first),
+    location: `http://upstream.invalid/?auth=${encodeURIComponent(first)}`,
+    ...encodingHeader(o),
+  };
+  const fields = [req.headers.authorization !== undefined ? `"authorization":${lit(req.headers.authorization)}` : '', req.headers['x-api-key'] !== undefined ? `"x-api-key":${lit(req.headers['x-api-key'] as string)}` : ''].filter(Boolean);
+  if (!e.stream) {
+    const text = `{"headers":{${fields.join(',')}},"error":{"message":${lit(`received ${first}`)}}}`;
+    res.writeHead(status, `echo ${enc(first)}`, headers);
+    return void res.end(compress(Buffer.from(text), o));
+  }
+  res.writeHead(status, `echo ${enc(first)}`, headers);
+  const z = o.encoding === 'gzip' ? zlib.createGzip() : o.encoding === 'deflate' ? zlib.createDeflate() : o.encoding === 'br' ? zlib.createBrotliCompress() : undefined;
+  if (z && !o.corrupt) z.pipe(res);
+  const write = async (t: string) => {
+    if (res.destroyed) return;
+    if (z && !o.corrupt) {
+      z.write(t);
+      await new Promise<void>((r) => z.flush(() => r()));
+    } else res.write(t);
+    // a moment for the bytes to leave, so the router sees the value split across two reads
+    await sleep(5);
+  };
+  const value = lit(first);
+  const half = value.length >> 1;
+  await write(`data: {"choices":[{"delta":{"content":${value.slice(0, half)}`);
+  await write(`${value.slice(half)}}}]}\n\n`);
+  await write(`event: error\ndata: {"error":{"message":${lit(`received ${first}`)},"headers":{${fields.join(',')}}}}\n\n`);
+  await write('data: [DONE]\n\n');
+  if (z && !o.corrupt) z.end();
+  else res.end();
 }
 
 function startStream(res: ServerResponse): void {

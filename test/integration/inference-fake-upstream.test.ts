@@ -90,3 +90,30 @@ describe('fake upstream tool scenario', () => {
     expect(up.requests.map((r) => r.headers['anthropic-version'])).toEqual(['2023-06-01', '2023-06-01']);
   });
 });
+
+describe('the fake upstream reflects the credential it received (the control for the scrubbing tests)', () => {
+  it.each(['plain', 'json-escaped', 'json-mixed', 'percent', 'percent-mixed', 'base64', 'base64url'] as const)('%s, in a gzip body, an SSE stream and the headers', async (form) => {
+    const { findKeyLeak } = await import('../helpers/key-leaks.js');
+    const { gunzipSync } = await import('node:zlib');
+    const key = 'sk-fake-echo-control-0123456789';
+    const up = await createFakeUpstream({ echo: { form }, encoding: 'gzip' });
+    cleanups.push(() => up.close());
+    const get = (stream: boolean) =>
+      new Promise<{ head: string; body: string }>((resolve, reject) => {
+        const req = http.request(`${up.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}` } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ head: `${res.statusMessage} ${JSON.stringify(res.headers)}`, body: gunzipSync(Buffer.concat(chunks)).toString('latin1') }));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ model: 'm', stream }));
+      });
+    const plain = await get(false);
+    up.set({ echo: { form, stream: true } });
+    const sse = await get(true);
+    expect(findKeyLeak(plain.body, key)).toBeDefined();
+    expect(findKeyLeak(sse.body, key)).toBeDefined();
+    expect(findKeyLeak(plain.head, key)).toBeDefined();
+    if (form === 'plain') expect(JSON.parse(plain.body)).toEqual({ headers: { authorization: `Bearer ${key}` }, error: { message: `received Bearer ${key}` } });
+  });
+});

@@ -10,6 +10,7 @@ import { createAuditSink, type AuditEvent } from '../../src/log.js';
 import { InferenceSchema } from '../../src/profile/inference.js';
 import { createInferenceRouter, resolveCredentials, type InferenceRouter } from '../../src/services/inference/index.js';
 import { createFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { ECHO_FORMS, findKeyLeak } from '../helpers/key-leaks.js';
 
 const OPENAI_KEY = 'sk-route-openai-5f1c2e';
 const ANTHROPIC_KEY = 'sk-ant-route-9b7d31';
@@ -58,6 +59,7 @@ async function setup(upOptions: Parameters<typeof createFakeUpstream>[0] = {}, r
 
 interface Reply {
   status: number;
+  statusMessage: string;
   headers: http.IncomingHttpHeaders;
   text: string;
   json: unknown;
@@ -90,7 +92,7 @@ function call(url: string, path: string, o: { method?: string; body?: unknown; h
           } catch {
             json = undefined;
           }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, chunks, startedAt, endedAt: performance.now() });
+          resolve({ status: res.statusCode ?? 0, statusMessage: res.statusMessage ?? '', headers: res.headers, text, json, chunks, startedAt, endedAt: performance.now() });
         });
         res.on('error', reject);
       },
@@ -213,6 +215,107 @@ describe('credentials and headers', () => {
   });
 });
 
+/** Everything of an answer a client can read: status line, headers and body. */
+const everything = (r: Reply) => `${r.status} ${r.statusMessage}\n${JSON.stringify(r.headers)}\n${r.text}`;
+
+describe('the route key never comes back (issue 9, item 1)', () => {
+  const apis = [
+    { api: 'openai', path: '/v1/chat/completions', key: OPENAI_KEY, seen: `Bearer ${OPENAI_KEY}`, field: 'authorization', body: () => chat() },
+    { api: 'anthropic', path: '/claude/v1/messages', key: ANTHROPIC_KEY, seen: ANTHROPIC_KEY, field: 'x-api-key', body: () => message() },
+  ] as const;
+
+  describe.each(apis)('$api route', ({ path, key, seen, field, body }) => {
+    it.each(ECHO_FORMS)('an upstream reflecting the key as %s: 200, 302 and 401 bodies, an SSE stream with an error event, every header', async (form) => {
+      const { url, up, events } = await setup();
+      for (const [status, stream] of [[200, false], [302, false], [401, false], [200, true]] as const) {
+        up.set({ echo: { form, status, stream } });
+        const r = await call(url, path, { body: body() });
+        const label = `${form} ${status}${stream ? ' sse' : ''}`;
+        expect(r.status, label).toBe(status);
+        // the upstream did get the key: the echo is real, the router removed it on the way back
+        expect(up.requests.at(-1)!.headers[field], label).toBe(seen);
+        expect(findKeyLeak(everything(r), key), label).toBeUndefined();
+        expect(r.text.split('[redacted]').length - 1, label).toBeGreaterThanOrEqual(stream ? 3 : 2);
+        expect(r.headers['x-ratelimit-echo'], label).toContain('[redacted]');
+        expect(r.headers['x-request-id'], label).toContain('[redacted]');
+        expect(r.headers['x-echo-authorization'], label).toBeUndefined();
+        expect(r.headers.location, label).toBeUndefined();
+        // the reason phrase is the router's own, never the upstream's
+        expect(r.statusMessage, label).toBe(http.STATUS_CODES[status]);
+        if (form === 'plain' && !stream) {
+          expect(r.json, label).toEqual({ headers: { [field]: seen.replace(key, '[redacted]') }, error: { message: `received ${seen.replace(key, '[redacted]')}` } });
+          expect(r.headers['x-ratelimit-echo'], label).toBe(seen.replace(key, '[redacted]'));
+        }
+        if (stream) {
+          const events = r.text.split('\n\n').filter(Boolean);
+          expect(events[0], label).toMatch(/^data: \{"choices":\[\{"delta":\{"content":".*\[redacted\].*"\}\}\]\}$/);
+          expect(events[1], label).toMatch(/^event: error\ndata: \{"error":\{"message":".*\[redacted\].*"/);
+          expect(events.at(-1), label).toBe('data: [DONE]');
+        }
+      }
+      // nor does the key reach the audit log through the answer
+      expect(findKeyLeak(JSON.stringify(events), key)).toBeUndefined();
+    });
+  });
+
+  it.each(['gzip', 'deflate', 'br'])('%s answers are decoded, scrubbed and passed on uncompressed, not corrupted', async (encoding) => {
+    const { url, up, events } = await setup({ encoding });
+    const ok = await call(url, '/v1/chat/completions', { body: chat() });
+    expect(ok.status).toBe(200);
+    expect(ok.headers['content-encoding']).toBeUndefined();
+    expect((ok.json as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe('Hello from the fake model.');
+    expect(events.at(-1)).toMatchObject({ status: 200, tokens: { input: 11, output: 7, total: 18 } });
+
+    up.set({ error: { status: 401, body: { error: { message: `Incorrect API key provided: ${OPENAI_KEY}.`, type: 'invalid_request_error', param: null, code: 'invalid_api_key' } } } });
+    const err = await call(url, '/v1/chat/completions', { body: chat() });
+    expect(err.status).toBe(401);
+    expect(err.headers['content-encoding']).toBeUndefined();
+    expect(err.headers['content-length']).toBe(String(Buffer.byteLength(err.text)));
+    expect(err.json).toEqual({ error: { message: 'Incorrect API key provided: [redacted].', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } });
+
+    up.set({ error: undefined, echo: { form: 'base64', stream: true } });
+    const sse = await call(url, '/v1/chat/completions', { body: chat() });
+    expect(sse.status).toBe(200);
+    expect(sse.headers['content-encoding']).toBeUndefined();
+    expect(sse.text.endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(findKeyLeak(everything(sse), OPENAI_KEY)).toBeUndefined();
+  });
+
+  it('an encoding the router cannot decode → 502 upstream_encoding in the API\'s shape, nothing passed on', async () => {
+    const { url, up } = await setup({ encoding: 'zstd', echo: { form: 'plain' } });
+    const r = await call(url, '/v1/chat/completions', { body: chat() });
+    expect(r.status).toBe(502);
+    expect(r.headers['x-clawjail-error']).toBe('upstream_encoding');
+    expect(r.json).toEqual({
+      error: {
+        message: `route "openai": the upstream sent its answer with content-encoding "zstd", which the router cannot decode to check it (it asks for identity; gzip, deflate and br are decoded) (upstream ${up.url}).`,
+        type: 'server_error',
+        param: null,
+        code: 'upstream_encoding',
+      },
+    });
+    const a = await call(url, '/claude/v1/messages', { body: message() });
+    expect(a.status).toBe(502);
+    expect((a.json as { type: string; error: { type: string } }).error.type).toBe('api_error');
+    expect(findKeyLeak(everything(r) + everything(a), OPENAI_KEY) ?? findKeyLeak(everything(a), ANTHROPIC_KEY)).toBeUndefined();
+  });
+
+  it('a body that claims gzip but is not → 502 upstream_encoding (held error body), or a cut stream with an error event', async () => {
+    const { url, up } = await setup({ encoding: 'gzip', corrupt: true, echo: { form: 'plain', status: 401 } });
+    const r = await call(url, '/v1/chat/completions', { body: chat() });
+    expect(r.status).toBe(502);
+    expect(r.headers['x-clawjail-error']).toBe('upstream_encoding');
+    expect((r.json as { error: { message: string } }).error.message).toBe(`route "openai": the upstream's gzip answer could not be decoded (Z_DATA_ERROR) (upstream ${up.url}).`);
+    up.set({ echo: { form: 'plain', stream: true } });
+    const s = await call(url, '/v1/chat/completions', { body: chat() });
+    expect(s.status).toBe(200);
+    expect(JSON.parse(s.text.trim().split('\n\n').pop()!.slice(6))).toEqual({
+      error: { message: `route "openai": the upstream's gzip answer could not be decoded (Z_DATA_ERROR) (upstream ${up.url}).`, type: 'server_error', param: null, code: 'upstream_encoding' },
+    });
+    expect(s.text).not.toContain(OPENAI_KEY);
+  });
+});
+
 describe('model policy', () => {
   it('refuses a model outside the allowlist in the OpenAI shape, without contacting the upstream', async () => {
     const { url, up } = await setup({}, { models: ['gpt-4o-mini', 'claude-sonnet-4'] });
@@ -245,7 +348,7 @@ describe('model policy', () => {
     expect(events[0]).toMatchObject({ model: 'small', upstreamModel: 'provider/small-2025-01' });
   });
 
-  it('every allowed path reaches the upstream under the route\'s base', async () => {
+  it('every allowed path reaches the upstream under the route\'s base, with only allowlisted query parameters', async () => {
     const { url, up } = await setup();
     const calls: [string, string, unknown][] = [
       ['POST', '/v1/chat/completions', chat()],
@@ -255,7 +358,7 @@ describe('model policy', () => {
       ['GET', '/v1/models?limit=5', undefined],
       ['POST', '/claude/v1/messages', message()],
       ['POST', '/claude/v1/messages/count_tokens', message()],
-      ['GET', '/claude/v1/models', undefined],
+      ['GET', '/claude/v1/models?limit=5&model=x&limit=7', undefined],
     ];
     for (const [method, path, body] of calls) expect((await call(url, path, { method, body })).status, path).toBe(200);
     expect(up.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
@@ -263,11 +366,39 @@ describe('model policy', () => {
       'POST /v1/completions',
       'POST /v1/responses',
       'POST /v1/embeddings',
-      'GET /v1/models?limit=5',
+      // OpenAI's /v1/models takes no parameters; Anthropic's takes limit (the first one given)
+      'GET /v1/models',
       'POST /v1/messages',
       'POST /v1/messages/count_tokens',
-      'GET /v1/models',
+      'GET /v1/models?limit=5',
     ]);
+  });
+
+  it('refuses a duplicate "model" with 400 whichever comes last, and forwards nothing (issue 9, item 2)', async () => {
+    const { url, up } = await setup({}, { models: ['allowed'] });
+    for (const raw of ['{"model":"forbidden","model":"allowed","messages":[]}', '{"model":"allowed","model":"forbidden","messages":[]}', '{"model":"forbidden","mod\\u0065l":"allowed","messages":[]}']) {
+      const r = await call(url, '/v1/chat/completions', { body: raw });
+      expect(r.status, raw).toBe(400);
+      expect(r.headers['x-clawjail-error']).toBe('duplicate_key');
+      expect(r.json).toEqual({
+        error: { message: 'route "openai": the request body names "model" twice in one object (at $); parsers disagree on which one counts, so the router refuses it.', type: 'invalid_request_error', param: null, code: 'duplicate_key' },
+      });
+    }
+    const c = await call(url, '/claude/v1/messages', { body: '{"model":"allowed","MODEL":"forbidden","max_tokens":5,"messages":[]}' });
+    expect(c.status).toBe(400);
+    expect(c.json).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'route "claude": the request body has the key "MODEL", which some parsers read as "model"; send the model only as "model".' }, request_id: null });
+    expect(up.requests).toHaveLength(0);
+  });
+
+  it('never forwards ?model= (or any parameter not on the path\'s list); the audit event names what was dropped', async () => {
+    const { url, up, events } = await setup({}, { models: ['allowed'] });
+    const r = await call(url, '/v1/chat/completions?model=forbidden&api-version=1', { body: chat('allowed') });
+    expect(r.status).toBe(200);
+    const a = await call(url, '/claude/v1/messages?beta=true&model=forbidden', { body: message('allowed') });
+    expect(a.status).toBe(200);
+    expect(up.requests.map((q) => q.path)).toEqual(['/v1/chat/completions', '/v1/messages?beta=true']);
+    expect(up.requests.map((q) => (q.json as { model: string }).model)).toEqual(['allowed', 'allowed']);
+    expect(events.map((e) => e.droppedQuery)).toEqual([['model', 'api-version'], ['model']]);
   });
 
   it('refuses a body that is not JSON with 400', async () => {

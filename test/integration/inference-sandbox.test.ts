@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { clawjail, sh, USERS } from '../helpers/cli.js';
-import { createFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { createFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from '../helpers/fake-upstream.js';
+import { findKeyLeak } from '../helpers/key-leaks.js';
 import { node24, NODE24_BIN, NODE24_DIR } from '../helpers/node24.js';
 
 // The inference router seen from inside a real sandbox: curl and Node 24 (fetch with nothing but
@@ -144,6 +146,76 @@ describe.each(USERS)('inference from inside a sandbox launched as %s', (as) => {
     }
     expect(headerText(A)).not.toContain(CALLER_KEY);
     expect(r.stdout).not.toContain(KEY_A);
+  });
+
+  it('an upstream that reflects the key gets it back to no caller: socket, port and proxy; bodies, SSE, headers, gzip (curl)', async () => {
+    // Four reflecting upstreams behind four routes with the same key, each answering another way.
+    const cases: [string, FakeUpstreamOptions, number][] = [
+      ['json', { echo: { form: 'plain' } }, 200],
+      ['redirect', { echo: { form: 'percent-mixed', status: 302 } }, 302],
+      ['error', { echo: { form: 'json-escaped', status: 401 }, encoding: 'gzip' }, 401],
+      ['sse', { echo: { form: 'base64', stream: true }, encoding: 'br' }, 200],
+    ];
+    const ups = await Promise.all(cases.map(([, o]) => createFakeUpstream(o)));
+    try {
+      const file = profileFile(`echo-${as}.json`, {
+        inference: { routes: cases.map(([name], i) => ({ name, api: 'openai', upstream: ups[i]!.baseUrl, credential: { env: 'CJ_TEST_KEY_A' } })) },
+      });
+      const ways: [string, string][] = [
+        ['sock', '--unix-socket /run/clawjail/inference.sock http://localhost'],
+        ['port', 'http://127.0.0.1:3129'],
+        ['proxy', 'http://inference.local'],
+      ];
+      const script = ways
+        .flatMap(([way, base]) => cases.map(([name]) => `echo "=== ${way} ${name}"; curl -sS -D - ${base.replace(/(http:\/\/\S+)/, `$1/${name}/v1/chat/completions`)} ${chat('m')}; echo`))
+        .join('\n');
+      const r = await clawjail(['run', '--profile', file, '--', ...sh(script)], { as, env: ENV });
+      expect(r.stderr).toBe('');
+      expect(r.exitCode).toBe(0);
+      // each upstream got the key three times, so each answer had it to give back
+      for (const up of ups) expect(up.requests.map((q) => q.headers.authorization)).toEqual(Array(3).fill(`Bearer ${KEY_A}`));
+      expect(findKeyLeak(r.stdout, KEY_A)).toBeUndefined();
+      const blocks = r.stdout.split('=== ').filter(Boolean);
+      expect(blocks).toHaveLength(12);
+      for (const block of blocks) {
+        const [way, name] = block.split('\n')[0]!.split(' ');
+        const expected = cases.find(([n]) => n === name)![2];
+        const [head, body] = block.slice(block.indexOf('\n') + 1).split('\r\n\r\n');
+        const label = `${way} ${name}`;
+        expect(head!.split('\r\n')[0], label).toBe(`HTTP/1.1 ${expected} ${http.STATUS_CODES[expected]}`);
+        expect(head, label).toMatch(/^x-ratelimit-echo: .*\[redacted\]/m);
+        expect(head, label).not.toMatch(/^(location|content-encoding|x-echo-authorization):/im);
+        expect(body!.split('[redacted]').length - 1, label).toBeGreaterThanOrEqual(2);
+        if (name === 'json') expect(JSON.parse(body!), label).toEqual({ headers: { authorization: 'Bearer [redacted]' }, error: { message: 'received Bearer [redacted]' } });
+        if (name === 'sse') expect(body!.trim().endsWith('data: [DONE]'), label).toBe(true);
+      }
+    } finally {
+      await Promise.all(ups.map((u) => u.close()));
+    }
+  });
+
+  it('refuses a duplicate "model" with 400 on all three ways, and never forwards ?model=', async () => {
+    const dup = `-H 'content-type: application/json' -d '{"model":"gpt-evil","model":"gpt-small","messages":[]}'`;
+    const script = [
+      CALL,
+      `call sock --unix-socket /run/clawjail/inference.sock http://localhost/v1/chat/completions ${dup}`,
+      `call port http://127.0.0.1:3129/v1/chat/completions ${dup}`,
+      `call proxy http://inference.local/v1/chat/completions ${dup}`,
+      `call query 'http://127.0.0.1:3129/v1/chat/completions?model=gpt-evil' ${chat('gpt-small')}`,
+    ].join('\n');
+    const r = await clawjail(['run', '--profile', twoRoutes(), '--', ...sh(script)], { as, env: ENV });
+    expect(r.exitCode).toBe(0);
+    const calls = parseCalls(r.stdout);
+    for (const way of ['sock', 'port', 'proxy']) {
+      expect(calls[way], way).toEqual({
+        status: 400,
+        error: 'duplicate_key',
+        body: { error: { message: 'route "oa": the request body names "model" twice in one object (at $); parsers disagree on which one counts, so the router refuses it.', type: 'invalid_request_error', param: null, code: 'duplicate_key' } },
+      });
+    }
+    expect(calls.query?.status).toBe(200);
+    expect(A.requests.map((q) => q.path)).toEqual(['/v1/chat/completions']);
+    expect((A.requests[0]!.json as { model: string }).model).toBe('upstream-real-model');
   });
 
   describe.skipIf(NODE24_SKIP !== undefined)(`Node 24${NODE24_SKIP ? ` (skipped: ${NODE24_SKIP})` : ''}`, () => {

@@ -66,6 +66,15 @@ describe('resolveCredentials', () => {
     expect(e.message).toContain('holds characters that cannot be sent in an HTTP header');
     expect(e.message).not.toContain('sk-abc');
   });
+
+  it('refuses a key with more backslashes than the scrubber can search for quickly, without echoing it', () => {
+    const e = thrown(() => resolveCredentials(parse([openai()]), { OPENAI_API_KEY: `sk-def${'\\'.repeat(9)}` }));
+    expect(e.code).toBe('ERR_CLAWJAIL_CREDENTIAL_MISSING');
+    expect(e.message.split('\n')[0]).toBe('inference route "openai" has no API key: environment variable OPENAI_API_KEY holds a key with more than 8 backslashes, which the router cannot search its answers for in bounded time');
+    expect(e.message).toContain('check the key: provider keys hold no backslashes');
+    expect(e.message).not.toContain('sk-def');
+    expect(resolveCredentials(parse([openai()]), { OPENAI_API_KEY: `sk-def${'\\'.repeat(8)}` }).get('openai')).toBe(`sk-def${'\\'.repeat(8)}`);
+  });
 });
 
 describe('redactInference', () => {

@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { InferenceSchema } from '../../src/profile/inference.js';
 import { errorBody, streamErrorEvent } from '../../src/services/inference/api-errors.js';
 import { buildUpstreamHeaders, filterResponseHeaders } from '../../src/services/inference/headers.js';
+import { createDecoders, parseContentEncoding } from '../../src/services/inference/encoding.js';
+import { findDuplicateKey, modelLookalikes } from '../../src/services/inference/json-keys.js';
 import { applyModelPolicy } from '../../src/services/inference/model-policy.js';
+import { compileKeyPattern, scrubText } from '../../src/services/inference/scrub.js';
 import { classifyUpstreamError } from '../../src/services/inference/router.js';
 import { createSseUsageScanner, usageFromJson } from '../../src/services/inference/usage.js';
 
@@ -46,6 +49,95 @@ describe('applyModelPolicy', () => {
 
   it('allows any model without an allowlist', () => {
     expect(applyModelPolicy(parseRoute({}), body({ model: 'anything' }))).toMatchObject({ ok: true, model: 'anything' });
+  });
+
+  // JSON.parse keeps the last "model"; an upstream parser that keeps the first would run the forbidden one.
+  it.each([
+    ['{"model":"forbidden","model":"allowed"}', '"model" twice in one object (at $)'],
+    ['{"model":"allowed","model":"forbidden"}', '"model" twice in one object (at $)'],
+    ['{"model":"forbidden","mod\\u0065l":"allowed"}', '"model" twice in one object (at $)'],
+    ['{"model":"allowed","messages":[{"role":"user","content":"a","content":"b"}]}', '"content" twice in one object (at $.messages[])'],
+  ])('refuses duplicate keys at any depth: %s', (raw, what) => {
+    expect(applyModelPolicy(parseRoute({ models: ['allowed'] }), Buffer.from(raw))).toEqual({
+      ok: false,
+      status: 400,
+      code: 'duplicate_key',
+      message: `route "r": the request body names ${what}; parsers disagree on which one counts, so the router refuses it.`,
+    });
+  });
+
+  it('refuses a top-level key that a case-insensitive parser reads as "model"', () => {
+    for (const k of ['MODEL', 'Model', 'mOdEl']) {
+      expect(applyModelPolicy(parseRoute({ models: ['allowed'] }), Buffer.from(`{"model":"allowed","${k}":"forbidden"}`))).toEqual({
+        ok: false,
+        status: 400,
+        code: 'duplicate_key',
+        message: `route "r": the request body has the key "${k}", which some parsers read as "model"; send the model only as "model".`,
+      });
+    }
+    // below the top level such keys are ordinary data (a tool schema may have both)
+    expect(applyModelPolicy(parseRoute({ models: ['allowed'] }), body({ model: 'allowed', tools: [{ parameters: { model: 1, MODEL: 2 } }] }))).toMatchObject({ ok: true });
+  });
+
+  it('refuses a body that is not valid UTF-8', () => {
+    const raw = Buffer.concat([Buffer.from('{"model":"allowed'), Buffer.from([0xff]), Buffer.from('"}')]);
+    expect(applyModelPolicy(parseRoute({ models: ['allowed'] }), raw)).toEqual({ ok: false, status: 400, code: 'invalid_json', message: 'route "r": the request body is not valid UTF-8.' });
+  });
+});
+
+describe('findDuplicateKey', () => {
+  it.each([
+    ['{}', undefined],
+    ['{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}', undefined],
+    ['{"a":"\\"a\\":1,\\"a\\":2","b":1}', undefined],
+    ['{"a\\"b":1,"a\\"b":2}', { at: '$', key: 'a"b' }],
+    ['{"x":{"y":[1,{"z":1,"z":2}]}}', { at: '$.x.y[]', key: 'z' }],
+    ['[{"k":1},{"k":2,"k":3}]', { at: '$[]', key: 'k' }],
+    ['{"a\\\\":1,"a\\u005c":2}', { at: '$', key: 'a\\' }],
+  ])('%s', (text, expected) => {
+    JSON.parse(text); // the inputs are valid JSON, as the router only asks after JSON.parse
+    expect(findDuplicateKey(text)).toEqual(expected);
+  });
+
+  it('is linear on deep and wide input', () => {
+    const deep = '['.repeat(50_000) + ']'.repeat(50_000);
+    expect(findDuplicateKey(deep)).toBeUndefined();
+    const wide = `{${Array.from({ length: 100_000 }, (_, i) => `"k${i}":${i}`).join(',')},"k5":0}`;
+    expect(findDuplicateKey(wide)).toEqual({ at: '$', key: 'k5' });
+  });
+});
+
+describe('modelLookalikes', () => {
+  it('names top-level keys that fold to "model"', () => {
+    expect(modelLookalikes({ model: 'a', MODEL: 'b', Model: 'c', modal: 'd', models: 'e' })).toEqual(['MODEL', 'Model']);
+  });
+});
+
+describe('parseContentEncoding', () => {
+  it.each([
+    [undefined, { ok: true, codings: [] }],
+    ['', { ok: true, codings: [] }],
+    ['identity', { ok: true, codings: [] }],
+    ['GZIP', { ok: true, codings: ['gzip'] }],
+    ['x-gzip', { ok: true, codings: ['gzip'] }],
+    ['deflate, br', { ok: true, codings: ['deflate', 'br'] }],
+    ['zstd', { ok: false, coding: 'zstd' }],
+    ['gzip, compress', { ok: false, coding: 'compress' }],
+    ['constructor', { ok: false, coding: 'constructor' }],
+    ['__proto__', { ok: false, coding: '__proto__' }],
+  ])('%s', (header, expected) => {
+    expect(parseContentEncoding(header)).toEqual(expected);
+  });
+
+  it('decoders undo the codings in reverse order', async () => {
+    const { gzipSync, brotliCompressSync, deflateSync } = await import('node:zlib');
+    const text = 'data: {"x":1}\n\n';
+    const encoded = brotliCompressSync(gzipSync(deflateSync(Buffer.from(text))));
+    const decoders = createDecoders(['deflate', 'gzip', 'br']);
+    const last = decoders.reduce<NodeJS.ReadableStream>((from, d) => from.pipe(d), (await import('node:stream')).Readable.from([encoded]));
+    const out: Buffer[] = [];
+    for await (const c of last) out.push(c as Buffer);
+    expect(Buffer.concat(out).toString()).toBe(text);
   });
 });
 
@@ -109,6 +201,23 @@ describe('filterResponseHeaders', () => {
         false,
       ),
     ).toEqual({ 'content-type': 'text/event-stream', 'x-request-id': 'r1', 'x-ratelimit-remaining-tokens': '9', 'anthropic-ratelimit-requests-limit': '5' });
+  });
+
+  it('never passes content-encoding (bodies are decoded) nor location', () => {
+    expect(filterResponseHeaders({ 'content-type': 'application/json', 'content-encoding': 'gzip', location: 'http://x/?k=1', 'content-length': '3' }, true)).toEqual({ 'content-type': 'application/json', 'content-length': '3' });
+  });
+
+  it('scrubs the key from passed values and drops a header whose name holds it', () => {
+    const key = 'sk-header-test-0123456789';
+    const pattern = compileKeyPattern([key]);
+    const scrub = (t: string) => scrubText(pattern, t);
+    expect(
+      filterResponseHeaders(
+        { 'x-ratelimit-echo': `Bearer ${key}`, 'retry-after': ['1', key], [`x-ratelimit-${key}`]: '1', 'x-request-id': Buffer.from(key).toString('base64'), 'x-echo': key },
+        false,
+        scrub,
+      ),
+    ).toEqual({ 'x-ratelimit-echo': 'Bearer [redacted]', 'retry-after': ['1', '[redacted]'], 'x-request-id': expect.stringContaining('[redacted]') });
   });
 });
 

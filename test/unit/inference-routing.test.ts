@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InferenceSchema } from '../../src/profile/inference.js';
-import { resolveRoute, splitTarget } from '../../src/services/inference/routing.js';
+import { filterQuery, resolveRoute, splitTarget } from '../../src/services/inference/routing.js';
 
 const config = InferenceSchema.parse({
   routes: [
@@ -89,5 +89,23 @@ describe('splitTarget', () => {
     ['/v1/models#frag', '/v1/models', ''],
   ])('%s', (target, path, query) => {
     expect(splitTarget(target)).toEqual({ path, query });
+  });
+});
+
+describe('filterQuery', () => {
+  it.each([
+    ['openai', '/v1/chat/completions', '', { query: '', dropped: [] }],
+    ['openai', '/v1/chat/completions', '?', { query: '', dropped: [] }],
+    // a model in the query would bypass the body's allowlist at an upstream that reads it
+    ['openai', '/v1/chat/completions', '?model=forbidden', { query: '', dropped: ['model'] }],
+    ['openai', '/v1/models', '?limit=5', { query: '', dropped: ['limit'] }],
+    ['anthropic', '/v1/messages', '?beta=true', { query: '?beta=true', dropped: [] }],
+    ['anthropic', '/v1/messages', '?beta=true&model=x&%6dodel=y', { query: '?beta=true', dropped: ['model', 'model'] }],
+    ['anthropic', '/v1/messages', '?beta=yes', { query: '', dropped: ['beta'] }],
+    ['anthropic', '/v1/messages/count_tokens', '?beta=false', { query: '?beta=false', dropped: [] }],
+    ['anthropic', '/v1/models', '?limit=5&limit=7&after_id=claude-x_1&before_id=a%26model%3Dx', { query: '?limit=5&after_id=claude-x_1', dropped: ['limit', 'before_id'] }],
+    ['anthropic', '/v1/models', '?__proto__=1&constructor=2', { query: '', dropped: ['__proto__', 'constructor'] }],
+  ] as const)('%s %s %s', (api, path, query, expected) => {
+    expect(filterQuery(api, path, query)).toEqual(expected);
   });
 });

@@ -46,7 +46,7 @@ describe('InferenceSchema', () => {
     ['not a url', 'upstream "not a url" is not a URL; write a base URL such as https://api.openai.com/v1.'],
     ['ftp://host/v1', 'upstream "ftp://host/v1" must use http: or https:, not ftp:'],
     ['https://user:sk-secret@api.example.com/v1', 'upstream "https://api.example.com/v1" carries user:password; put the secret in `credential` ({env: NAME} or {file: PATH}) so it stays out of the profile and logs.'],
-    ['https://api.example.com/v1?key=sk-secret', 'upstream "https://api.example.com/v1" must not have a query or fragment; the router forwards the caller\'s query string and injects the credential as a header.'],
+    ['https://api.example.com/v1?key=sk-secret', 'upstream "https://api.example.com/v1" must not have a query or fragment; the router builds the query from the caller\'s allowlisted parameters and injects the credential as a header.'],
     ['https://api.openai.com', 'upstream "https://api.openai.com" has no path; the part of the caller\'s URL after /v1 (e.g. /chat/completions) is appended to upstream, so include the version prefix: https://api.openai.com/v1.'],
   ])('refuses upstream %j with a message that teaches', (upstream, message) => {
     expect(messages({ routes: [route({ upstream })] })).toEqual([`routes.0.upstream: ${message}`]);

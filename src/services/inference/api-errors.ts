@@ -11,6 +11,7 @@ export type RouterErrorCode =
   | 'path_not_found'
   | 'method_not_allowed'
   | 'invalid_json'
+  | 'duplicate_key'
   | 'model_required'
   | 'model_not_allowed'
   | 'body_too_large'
@@ -19,6 +20,7 @@ export type RouterErrorCode =
   | 'upstream_tls'
   | 'upstream_reset'
   | 'upstream_timeout'
+  | 'upstream_encoding'
   | 'router_closing';
 
 export const ROUTER_ERROR_HEADER = 'x-clawjail-error';

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { ClawjailError } from '../../errors.js';
 import type { InferenceConfig, InferenceRoute } from '../../profile/inference.js';
 import { defaultRouteName } from './routing.js';
+import { MAX_KEY_BACKSLASHES } from './scrub.js';
 
 /**
  * Reads every route's key from the supervisor's environment or files, once, at launch. The keys
@@ -36,6 +37,10 @@ export function resolveCredentials(
     if (value && !/^[\x21-\x7e]+$/.test(value)) {
       why = `${'env' in c ? `environment variable ${c.env}` : `file ${c.file}`} holds characters that cannot be sent in an HTTP header (spaces, newlines or non-ASCII)`;
       fix = 'store the bare key, nothing else';
+      value = undefined;
+    } else if (value && value.split('\\').length - 1 > MAX_KEY_BACKSLASHES) {
+      why = `${'env' in c ? `environment variable ${c.env}` : `file ${c.file}`} holds a key with more than ${MAX_KEY_BACKSLASHES} backslashes, which the router cannot search its answers for in bounded time`;
+      fix = 'check the key: provider keys hold no backslashes';
       value = undefined;
     }
     if (value) keys.set(route.name, value);

@@ -21,7 +21,7 @@ export function buildUpstreamHeaders(api: InferenceApi, incoming: IncomingHttpHe
     const v = incoming[name];
     if (typeof v === 'string') out[name] = v;
   }
-  // Identity encoding lets the router read `usage` from the body for the audit event.
+  // Identity encoding spares the router decoding the answer it scrubs for the key and reads `usage` from.
   out['accept-encoding'] = 'identity';
   if (bodyLength !== undefined) out['content-length'] = bodyLength;
   if (api === 'anthropic') {
@@ -36,7 +36,6 @@ export function buildUpstreamHeaders(api: InferenceApi, incoming: IncomingHttpHe
 const RESPONSE_HEADERS = new Set([
   'content-type',
   'content-length',
-  'content-encoding',
   'cache-control',
   'retry-after',
   'retry-after-ms',
@@ -47,13 +46,21 @@ const RESPONSE_HEADERS = new Set([
 ]);
 const RESPONSE_HEADER_PREFIXES = ['x-ratelimit-', 'anthropic-ratelimit-'];
 
-/** Upstream response headers the caller sees. Cookies, account ids and hop-by-hop headers stay out. */
-export function filterResponseHeaders(headers: IncomingHttpHeaders, keepLength: boolean): OutgoingHttpHeaders {
+/**
+ * Upstream response headers the caller sees: only those on the allowlist (cookies, account ids,
+ * location, hop-by-hop headers and anything an upstream echoes stay out), each value passed
+ * through `scrub`; a name that `scrub` would change (a key inside a header name) is dropped.
+ * content-encoding never passes: the router decodes bodies. content-length passes only with
+ * `keepLength`, when the body goes out byte for byte.
+ */
+export function filterResponseHeaders(headers: IncomingHttpHeaders, keepLength: boolean, scrub: (text: string) => string = (t) => t): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
     if (name === 'content-length' && !keepLength) continue;
-    if (RESPONSE_HEADERS.has(name) || RESPONSE_HEADER_PREFIXES.some((p) => name.startsWith(p))) out[name] = value;
+    if (!RESPONSE_HEADERS.has(name) && !RESPONSE_HEADER_PREFIXES.some((p) => name.startsWith(p))) continue;
+    if (scrub(name) !== name) continue;
+    out[name] = Array.isArray(value) ? value.map(scrub) : scrub(value);
   }
   return out;
 }

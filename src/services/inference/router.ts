@@ -3,14 +3,17 @@ import https from 'node:https';
 import { lstat, unlink } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../../log.js';
 import type { InferenceApi, InferenceConfig, InferenceRoute } from '../../profile/inference.js';
 import { errorBody, ROUTER_ERROR_HEADER, streamErrorEvent, type RouterErrorCode } from './api-errors.js';
 import { missingCredentialReason } from './credentials.js';
+import { createDecoders, parseContentEncoding } from './encoding.js';
 import { buildUpstreamHeaders, filterResponseHeaders, isEventStream } from './headers.js';
 import { applyModelPolicy } from './model-policy.js';
-import { clip, defaultRouteName, resolveRoute, splitTarget } from './routing.js';
+import { clip, defaultRouteName, filterQuery, resolveRoute, splitTarget } from './routing.js';
+import { compileKeyPattern, createKeyScrubber, scrubText, type KeyPattern } from './scrub.js';
 import { createSseUsageScanner, usageFromJson, type TokenCounts } from './usage.js';
 
 /**
@@ -58,6 +61,8 @@ interface Upstream {
   basePath: string;
   origin: string;
   credential: string | undefined;
+  /** Every form of the credential, for scrubbing answers; undefined without a credential. */
+  keyPattern: KeyPattern | undefined;
   connectTimeoutMs: number;
 }
 
@@ -77,6 +82,8 @@ interface Exchange {
   bytesIn: number;
   bytesOut: number;
   error?: string;
+  /** Query parameters not forwarded (names only). */
+  droppedQuery?: string[];
   requestBody?: string;
   responseBody?: string;
   upstream?: http.ClientRequest;
@@ -129,8 +136,10 @@ export function createInferenceRouter(options: InferenceRouterOptions): Inferenc
     if (decision.kind === 'refuse') {
       return refuse(res, x, decision.status, decision.code, decision.message, decision.allow ? { allow: decision.allow } : undefined);
     }
-    const { route, apiPath, query } = decision;
+    const { route, apiPath } = decision;
     const up = upstreams.get(route.name)!;
+    const { query, dropped } = filterQuery(route.api, apiPath, decision.query);
+    if (dropped.length > 0) x.droppedQuery = dropped;
 
     let body: Buffer = Buffer.alloc(0);
     if (method === 'POST') {
@@ -208,59 +217,74 @@ export function createInferenceRouter(options: InferenceRouterOptions): Inferenc
       phase = 'body';
       clearTimeout(timer);
       timer = setTimeout(onTimer, route.timeoutMs);
+      // The listener keeps a destroyed response's error event from being unhandled; breaks are handled on 'close'.
+      ures.on('error', () => {});
+      const encoding = parseContentEncoding(ures.headers['content-encoding']);
+      if (!encoding.ok) {
+        cleanup();
+        ures.destroy();
+        ureq.destroy();
+        return refuse(res, x, 502, 'upstream_encoding', `route "${route.name}": the upstream sent its answer with content-encoding "${encoding.coding}", which the router cannot decode to check it (it asks for identity; gzip, deflate and br are decoded) (upstream ${up.origin}).`);
+      }
       const status = ures.statusCode ?? 502;
       x.status = status;
       const sse = isEventStream(ures.headers);
       x.stream = sse;
-      const encoded = (ures.headers['content-encoding'] ?? 'identity') !== 'identity';
-      const scanner = sse && !encoded ? createSseUsageScanner() : undefined;
-      const captureJson = !sse && !encoded && status < 400;
+      // Every byte goes through the decoders, then the scrubber, before the caller or the audit log sees it.
+      const decoders = createDecoders(encoding.codings);
+      const source: Readable = decoders.reduce<Readable>((from, d) => from.pipe(d), ures);
+      const scrubber = up.keyPattern ? createKeyScrubber(up.keyPattern) : undefined;
+      const scrubHeader = up.keyPattern ? (t: string) => scrubText(up.keyPattern!, t) : undefined;
+      const scanner = sse ? createSseUsageScanner() : undefined;
+      const captureJson = !sse && status < 400;
       const holdBody = status >= 400 && !sse;
       const chunks: Buffer[] = [];
       let captured = 0;
       let auditText = '';
 
       if (!holdBody) {
-        res.writeHead(status, filterResponseHeaders(ures.headers, true));
+        res.writeHead(status, filterResponseHeaders(ures.headers, !scrubber && decoders.length === 0, scrubHeader));
         // Stream clients learn the status at once, before the first token.
         if (sse) res.flushHeaders();
       }
-      ures.on('data', (chunk: Buffer) => {
-        timer.refresh();
-        if (x.ttfbMs === undefined) x.ttfbMs = performance.now() - x.t0;
+      const deliver = (out: Buffer) => {
+        if (out.length === 0) return;
         if (holdBody) {
-          if (captured < MAX_ERROR_BODY) chunks.push(chunk);
-          captured += chunk.length;
+          if (captured < MAX_ERROR_BODY) chunks.push(out);
+          captured += out.length;
           return;
         }
-        x.bytesOut += chunk.length;
-        scanner?.push(chunk);
+        x.bytesOut += out.length;
+        scanner?.push(out);
         if (captureJson && captured <= MAX_CAPTURE) {
-          chunks.push(chunk);
-          captured += chunk.length;
+          chunks.push(out);
+          captured += out.length;
         }
-        if (config.auditBodies && auditText.length < MAX_AUDIT_BODY) auditText += chunk.toString('utf8');
-        if (!res.write(chunk)) {
+        if (config.auditBodies && auditText.length < MAX_AUDIT_BODY) auditText += out.toString('utf8');
+        if (!res.write(out) && !paused) {
           paused = true;
-          ures.pause();
+          source.pause();
           res.once('drain', () => {
             paused = false;
             timer.refresh();
-            ures.resume();
+            source.resume();
           });
         }
+      };
+      ures.on('data', () => {
+        timer.refresh();
+        if (x.ttfbMs === undefined) x.ttfbMs = performance.now() - x.t0;
       });
-      ures.on('end', () => {
+      source.on('data', (chunk: Buffer) => deliver(scrubber ? scrubber.push(chunk) : chunk));
+      source.on('end', () => {
         cleanup();
         if (x.done) return;
+        if (scrubber) deliver(scrubber.end());
         if (holdBody) {
-          // Some upstreams echo the key they were given in an authentication error; it must not reach the sandbox.
-          let text = Buffer.concat(chunks).toString('utf8');
-          if (up.credential) text = text.split(up.credential).join('[redacted]');
-          const out = Buffer.from(text);
+          const out = Buffer.concat(chunks);
           x.bytesOut = out.length;
-          if (config.auditBodies) x.responseBody = text;
-          res.writeHead(status, { ...filterResponseHeaders(ures.headers, false), 'content-length': out.length });
+          if (config.auditBodies) x.responseBody = capText(out, MAX_AUDIT_BODY);
+          res.writeHead(status, { ...filterResponseHeaders(ures.headers, false, scrubHeader), 'content-length': out.length });
           res.end(out);
         } else {
           if (scanner) x.tokens = scanner.result();
@@ -270,21 +294,28 @@ export function createInferenceRouter(options: InferenceRouterOptions): Inferenc
         }
         finish(x);
       });
-      // Premature close is handled on 'close'; the listener keeps the error event from being unhandled.
-      ures.on('error', () => {});
-      ures.on('close', () => {
-        cleanup();
-        if (ures.complete || x.done) return;
-        const code: RouterErrorCode = timedOut ? 'upstream_timeout' : 'upstream_reset';
-        const why = timedOut ? `timed out after ${route.timeoutMs} ms waiting for more of the answer` : 'the upstream closed the connection mid-answer';
+      /** The answer broke off, or could not be decoded: a fast error if the status line has not gone out, else the stream's own error event or a cut. */
+      const breakOff = (code: RouterErrorCode, why: string) => {
         const message = `route "${route.name}": ${why} (upstream ${up.origin}).`;
         log?.warn({ route: route.name, upstream: up.origin, error: code }, 'inference upstream broke off');
         x.error = code;
-        if (!res.headersSent) return refuse(res, x, timedOut ? 504 : 502, code, message);
-        // The status line is gone; a stream ends with the API's own error event, anything else is cut.
+        if (!res.headersSent) return refuse(res, x, code === 'upstream_timeout' ? 504 : 502, code, message);
         if (sse) res.end(streamErrorEvent(route.api, code, message));
         else res.destroy();
         finish(x);
+      };
+      for (const d of decoders) {
+        d.on('error', (err: NodeJS.ErrnoException) => {
+          cleanup();
+          if (x.done) return;
+          ureq.destroy();
+          breakOff('upstream_encoding', `the upstream's ${encoding.codings.join(', ')} answer could not be decoded (${err.code ?? err.message})`);
+        });
+      }
+      ures.on('close', () => {
+        cleanup();
+        if (ures.complete || x.done) return;
+        breakOff(timedOut ? 'upstream_timeout' : 'upstream_reset', timedOut ? `timed out after ${route.timeoutMs} ms waiting for more of the answer` : 'the upstream closed the connection mid-answer');
       });
     });
 
@@ -325,6 +356,7 @@ export function createInferenceRouter(options: InferenceRouterOptions): Inferenc
     if (x.ttfbMs !== undefined) event.ttfbMs = ms(x.ttfbMs);
     if (x.tokens) event.tokens = x.tokens;
     if (x.error) event.error = x.error;
+    if (x.droppedQuery) event.droppedQuery = x.droppedQuery;
     if (x.requestBody !== undefined) event.requestBody = x.requestBody;
     if (x.responseBody !== undefined) event.responseBody = x.responseBody;
     audit.emit(event as { kind: string });
@@ -342,6 +374,7 @@ export function createInferenceRouter(options: InferenceRouterOptions): Inferenc
       basePath: url.pathname.replace(/\/+$/, ''),
       origin: url.origin,
       credential,
+      keyPattern: credential ? compileKeyPattern([credential]) : undefined,
       connectTimeoutMs: Math.min(route.timeoutMs, MAX_CONNECT_MS),
     };
   }

@@ -76,6 +76,42 @@ export function resolveRoute(config: InferenceConfig, method: string, target: st
   return { kind: 'forward', route, apiPath, query };
 }
 
+const ID = /^[A-Za-z0-9_.:-]{1,200}$/;
+
+/**
+ * Query parameters forwarded per API path, with the values each may take; every other parameter
+ * is dropped. The query is not part of the model policy, so it must not carry anything an
+ * upstream could read as one (`?model=…`), nor any switch the route's owner has not seen.
+ */
+export const QUERY_PARAMS: Readonly<Record<InferenceApi, Readonly<Record<string, Readonly<Record<string, RegExp>>>>>> = {
+  openai: {},
+  anthropic: {
+    // The Anthropic SDKs add ?beta=true to beta endpoints.
+    '/v1/messages': { beta: /^(true|false)$/ },
+    '/v1/messages/count_tokens': { beta: /^(true|false)$/ },
+    '/v1/models': { limit: /^[0-9]{1,4}$/, before_id: ID, after_id: ID },
+  },
+};
+
+/**
+ * The query string to forward (`?a=b`, or '' for none), rebuilt from the parameters
+ * QUERY_PARAMS allows for this path; the names of the dropped ones (a repeated allowed name
+ * keeps its first value). Pure.
+ */
+export function filterQuery(api: InferenceApi, apiPath: string, query: string): { query: string; dropped: string[] } {
+  if (query === '' || query === '?') return { query: '', dropped: [] };
+  const allowed = QUERY_PARAMS[api][apiPath] ?? {};
+  const kept = new URLSearchParams();
+  const dropped: string[] = [];
+  for (const [name, value] of new URLSearchParams(query.slice(1))) {
+    const rule = Object.hasOwn(allowed, name) ? allowed[name] : undefined;
+    if (rule && rule.test(value) && !kept.has(name)) kept.append(name, value);
+    else dropped.push(clip(name, 40));
+  }
+  const text = kept.toString();
+  return { query: text ? `?${text}` : '', dropped };
+}
+
 /** The prefix a route answers at, e.g. /claude/v1; the default route also answers at /v1. */
 export function routePrefix(route: InferenceRoute): string {
   return `/${route.name}/v1`;
