@@ -88,8 +88,10 @@ function inspectElf(file) {
   return { machine: bytes.readUInt16LE(18), dynamic, glibc: newest('GLIBC'), glibcxx: newest('GLIBCXX') };
 }
 
+/** Copies src to dest atomically: the temporary copy is made beside src (the staging directory),
+ * so prebuilds/ never holds a partial or temporary file, even while `npm pack` reads it. */
 function install(src, dest, mode) {
-  const tmp = `${dest}.tmp-${process.pid}`;
+  const tmp = `${src}.tmp-${process.pid}`;
   copyFileSync(src, tmp);
   chmodSync(tmp, mode);
   renameSync(tmp, dest);

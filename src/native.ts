@@ -113,7 +113,7 @@ export function locateNative(root: string, target: NativeTarget, exists: (p: str
   return undefined;
 }
 
-const REBUILD_HINT = 'reinstall clawjail, or build it from source in its package directory: `npm rebuild --build-from-source` (needs g++, make and python3)';
+const REBUILD_HINT = 'reinstall clawjail, or build it from source: `npm rebuild clawjail --build-from-source` where it is installed, `npm run build:native` in a clone (needs g++, make and python3)';
 
 let located: NativeLocation | undefined;
 
@@ -128,7 +128,7 @@ export function nativeLocation(): NativeLocation {
   } catch (e) {
     const t = currentTarget();
     throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `clawjail's native addon is not built, and there is no prebuilt one for ${t.platform}-${t.arch} (${t.libc}) in ${packageRoot}`, {
-      hint: `build it: run \`npm rebuild --build-from-source\` in ${packageRoot} (needs g++, make and python3); prebuilt binaries ship for linux-x64 and linux-arm64 with glibc`,
+      hint: 'build it from source: `npm rebuild clawjail --build-from-source` where it is installed, `npm run build:native` in a clone (needs g++, make and python3); prebuilt binaries ship for linux-x64 and linux-arm64 with glibc',
       cause: e,
     });
   }
