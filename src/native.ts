@@ -176,7 +176,7 @@ export function checkHelper(where: NativeLocation | string, source?: string): st
     return file;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const what = typeof where === 'string' ? (source ?? 'clawjail-init') : `the clawjail-init helper beside the ${where.origin} addon ${where.addon}`;
+    const what = typeof where === 'string' ? (source ?? 'clawjail-init') : `the clawjail-init helper beside the ${where.origin === 'build' ? 'locally built' : 'prebuilt'} addon ${where.addon}`;
     const problem = code === 'ENOENT' ? 'does not exist' : `is not executable (${code})`;
     const hint = typeof where === 'string' ? `point ${source ?? 'it'} at an executable clawjail-init, or unset it` : code === 'ENOENT' ? REBUILD_HINT : `make it executable (chmod 755 ${file}), or ${REBUILD_HINT}`;
     throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `${what}: ${file} ${problem}`, { hint, path: file, cause: e });
