@@ -77,23 +77,24 @@ describe.skipIf(!!skip)(`npm install of the packed tarball needs no compiler${sk
   }
 
   /** Installs the tarball as the user into a new directory; returns the installed package's path. */
-  async function installAs(user: User, ctx: TestContext): Promise<{ pkg: string; prefix: string; home: string }> {
-    const tag = user.as?.uid ?? 'self';
+  async function installAs(user: User, ctx: TestContext, extra: string[] = []): Promise<{ pkg: string; prefix: string; home: string }> {
+    const tag = `${user.as?.uid ?? 'self'}${extra.join('')}`;
     const home = join(work, `home-${tag}`);
     const prefix = join(work, `install-${tag}`);
     mkdirSync(home);
     mkdirSync(prefix);
     if (user.as) for (const d of [home, prefix]) chownSync(d, user.as.uid, user.as.gid);
     const started = process.hrtime.bigint();
-    const install = await runAs(user, prefix, home, [join(bin, 'node'), npmCli!, 'install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', `--cache=${user.cache}`, '--loglevel=warn', ...FAIL_FAST]);
+    const install = await runAs(user, prefix, home, [join(bin, 'node'), npmCli!, 'install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', `--cache=${user.cache}`, '--loglevel=warn', ...FAIL_FAST, ...extra]);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     if (install.exitCode !== 0 && /ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ENETUNREACH/.test(install.all ?? '')) {
       ctx.skip(`npm install as ${user.name} needs the registry for dependencies not in its cache, and the registry is unreachable`);
     }
     expect(install.exitCode, install.all).toBe(0);
-    console.log(`prebuilt-install: npm install of the tarball as ${user.name} took ${seconds.toFixed(1)} s`);
-    // The install script ran, found the prebuild fitting, and built nothing.
-    expect(install.all).toContain('> node-gyp-build');
+    console.log(`prebuilt-install: npm install of the tarball as ${user.name}${extra.length ? ` (${extra.join(' ')})` : ''} took ${seconds.toFixed(1)} s`);
+    // The install script ran (unless scripts are off), found the prebuild fitting, and built nothing.
+    if (extra.includes('--ignore-scripts')) expect(install.all).not.toContain('> node-gyp-build');
+    else expect(install.all).toContain('> node-gyp-build');
     const pkg = join(prefix, 'node_modules', 'clawjail');
     expect(existsSync(join(pkg, 'build'))).toBe(false);
     expect(readdirSync(join(pkg, 'prebuilds', `linux-${arch}`)).sort()).toEqual(['clawjail-init', 'clawjail.napi.glibc.node']);
@@ -132,6 +133,11 @@ describe.skipIf(!!skip)(`npm install of the packed tarball needs no compiler${sk
     chownSync(cache, UNPRIV.uid, UNPRIV.gid);
     const user: User = { name: 'unprivileged', as: UNPRIV, cache };
     await expectSandbox(user, await installAs(user, ctx), join(bin, 'node'), UNPRIV.uid);
+  }, 120_000);
+
+  // npm is moving towards running install scripts only when allowed; without them the prebuild is used as is.
+  it(`as ${self.name} with --ignore-scripts: the same`, async (ctx) => {
+    await expectSandbox(self, await installAs(self, ctx, ['--ignore-scripts']), join(bin, 'node'), selfSandboxUid);
   }, 120_000);
 
   // N-API: the addon built against this Node's headers loads in another major version.

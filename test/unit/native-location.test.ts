@@ -72,6 +72,8 @@ describe('on disk, agreeing with node-gyp-build and its install step', () => {
    * PATH that records its arguments: what it recorded says whether the install built from source.
    */
   async function install(dir: string): Promise<{ exitCode: number; nodeGyp: string | null }> {
+    // node-gyp-build runs a node-gyp it can require() in preference to the one on PATH.
+    expect(() => createRequire(join(ROOT, 'node_modules', 'node-gyp-build', 'bin.js')).resolve('node-gyp/package.json'), 'node-gyp is installed beside node-gyp-build: the stand-in on PATH would be bypassed').toThrow();
     const bin = join(dir, '.fake-bin');
     mkdirSync(bin);
     writeFileSync(join(bin, 'node-gyp'), `#!/bin/sh\necho "$@" > "${join(dir, 'node-gyp-called')}"\n`, { mode: 0o755 });
