@@ -1,4 +1,4 @@
-import { execa, type Result } from 'execa';
+import { execa } from 'execa';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -71,7 +71,7 @@ describe.skipIf(!!skip)(`npm install of the packed tarball needs no compiler${sk
   });
 
   /** Runs argv as the user, in dir, with PATH = node and sh only and HOME a fresh directory. */
-  function runAs(user: User, dir: string, home: string, argv: string[]): Promise<Result> {
+  function runAs(user: User, dir: string, home: string, argv: string[]) {
     const full = user.as ? ['/usr/bin/setpriv', '--reuid', String(user.as.uid), '--regid', String(user.as.gid), '--clear-groups', ...argv] : argv;
     return execa(full[0]!, full.slice(1), { cwd: dir, env: { PATH: bin, HOME: home }, extendEnv: false, reject: false, all: true, timeout: 90_000 });
   }
