@@ -112,7 +112,11 @@ for (const arch of parseArches(process.argv.slice(2))) {
   console.log(`build-prebuilds: linux-${arch}${env.CXX ? ` with ${env.CXX}` : ''}`);
   const args = [gyp, 'configure', 'build', `--arch=${arch}`, '--clawjail-link=portable', ...nodedirArgs()];
   if (process.env.npm_config_jobs === undefined) args.push('--jobs=2');
-  execFileSync(process.execPath, args, { cwd: stage, env, stdio: ['ignore', 'inherit', 'inherit'] });
+  try {
+    execFileSync(process.execPath, args, { cwd: stage, env, stdio: ['ignore', 'inherit', 'inherit'] });
+  } catch (e) {
+    fail(`node-gyp failed for linux-${arch} (exit ${e.status ?? e.code})`, `its output is above; the build directory is ${join(stage, 'build')}`);
+  }
 
   const out = join(root, 'prebuilds', `linux-${arch}`);
   mkdirSync(out, { recursive: true });
