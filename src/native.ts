@@ -1,6 +1,6 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { ClawjailError } from './errors.js';
 import { packageRoot } from './paths.js';
 
@@ -68,26 +68,88 @@ export interface Addon {
   ): NativeRelay;
 }
 
+/** Where the addon and its helper come from: a local node-gyp build, or the package's prebuilds. */
+export interface NativeLocation {
+  addon: string;
+  /** clawjail-init from the same build as the addon: never one from elsewhere. */
+  helper: string;
+  origin: 'build' | 'prebuilt';
+}
+
+export interface NativeTarget {
+  platform: string;
+  arch: string;
+  libc: string;
+}
+
+/** The file name scripts/build-prebuilds.mjs gives the addon (node-gyp-build's tags: N-API, libc). */
+export function prebuiltAddonName(libc: string): string {
+  return `clawjail.napi.${libc}.node`;
+}
+
+/** This process's target as node-gyp-build sees it (npm_config_arch/platform, LIBC, Alpine = musl). */
+export function currentTarget(): NativeTarget {
+  return {
+    platform: process.env.npm_config_platform || process.platform,
+    arch: process.env.npm_config_arch || process.arch,
+    libc: process.env.LIBC || (process.platform === 'linux' && existsSync('/etc/alpine-release') ? 'musl' : 'glibc'),
+  };
+}
+
+/**
+ * The addon node-gyp-build would choose among the layouts clawjail produces, in its order: a
+ * local build (build/Release, then build/Debug: what `npm install` built from source when no
+ * prebuild fitted, or a developer's build) before prebuilds/<platform>-<arch>/. The helper is
+ * the clawjail-init beside that addon. Undefined when none of these exists.
+ */
+export function locateNative(root: string, target: NativeTarget, exists: (p: string) => boolean = existsSync): NativeLocation | undefined {
+  for (const config of ['Release', 'Debug']) {
+    const dir = join(root, 'build', config);
+    if (exists(join(dir, 'clawjail.node'))) return { addon: join(dir, 'clawjail.node'), helper: join(dir, 'clawjail-init'), origin: 'build' };
+  }
+  const dir = join(root, 'prebuilds', `${target.platform}-${target.arch}`);
+  const file = join(dir, prebuiltAddonName(target.libc));
+  if (exists(file)) return { addon: file, helper: join(dir, 'clawjail-init'), origin: 'prebuilt' };
+  return undefined;
+}
+
+const REBUILD_HINT = 'reinstall clawjail, or build it from source: `npm rebuild clawjail --build-from-source` where it is installed, `npm run build:native` in a clone (needs g++, make and python3)';
+
+let located: NativeLocation | undefined;
+
+/** Where the addon and helper are, without loading anything (node-gyp-build only for layouts clawjail does not make). */
+export function nativeLocation(): NativeLocation {
+  if (located) return located;
+  const found = locateNative(packageRoot, currentTarget());
+  if (found) return (located = found);
+  let addonFile: string;
+  try {
+    addonFile = (createRequire(import.meta.url)('node-gyp-build') as { resolve(dir: string): string }).resolve(packageRoot);
+  } catch (e) {
+    const t = currentTarget();
+    throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `clawjail's native addon is not built, and there is no prebuilt one for ${t.platform}-${t.arch} (${t.libc}) in ${packageRoot}`, {
+      hint: 'build it from source: `npm rebuild clawjail --build-from-source` where it is installed, `npm run build:native` in a clone (needs g++, make and python3); prebuilt binaries ship for linux-x64 and linux-arm64 with glibc',
+      cause: e,
+    });
+  }
+  return (located = { addon: addonFile, helper: join(dirname(addonFile), 'clawjail-init'), origin: addonFile.includes(`${sep}prebuilds${sep}`) ? 'prebuilt' : 'build' });
+}
+
 let cached: Addon | undefined;
 
-/** The addon, loaded prebuilt-first then from build/ (node-gyp-build). */
+/** The addon: a local build first, then the prebuilt one for this platform (node-gyp-build's order). */
 export function addon(): Addon {
   if (cached) return cached;
+  const where = nativeLocation();
   try {
-    // The usual places first (prebuilt for this platform, then the local build); node-gyp-build's
-    // full search (ABI tags, libc variants) only when neither is there.
-    const direct = [join(packageRoot, 'prebuilds', `linux-${process.arch}`, 'clawjail.node'), join(packageRoot, 'build', 'Release', 'clawjail.node')].find((p) => existsSync(p));
-    if (direct) {
-      // process.dlopen directly: require() would first start up the CommonJS loader (~1 ms).
-      const mod = { exports: {} as Addon };
-      process.dlopen(mod, direct);
-      cached = mod.exports;
-    } else {
-      cached = (createRequire(import.meta.url)('node-gyp-build') as (dir: string) => Addon)(packageRoot);
-    }
+    // process.dlopen directly: require() would first start up the CommonJS loader (~1 ms).
+    const mod = { exports: {} as Addon };
+    process.dlopen(mod, where.addon);
+    cached = mod.exports;
   } catch (e) {
-    throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot load clawjail's native addon: ${(e as Error).message.split('\n')[0]}`, {
-      hint: 'run `npm install` (or `npm run build:native`) in the clawjail package; it needs g++, make and python3',
+    throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot load clawjail's native addon ${where.addon}: ${(e as Error).message.split('\n')[0]}`, {
+      hint: where.origin === 'prebuilt' ? `the prebuilt addon does not fit this system (it needs glibc >= 2.33 and libstdc++ from GCC >= 11); ${REBUILD_HINT}` : REBUILD_HINT,
+      path: where.addon,
       cause: e,
     });
   }
@@ -102,25 +164,27 @@ let helper: string | undefined;
  */
 export const HELPER_ARGV0 = 'clawjail-init';
 
-/** Path of the clawjail-init executable that sits next to the addon. */
+/**
+ * Path of the clawjail-init executable built with the loaded addon (CLAWJAIL_INIT_PATH overrides).
+ * A missing or non-executable helper is an error, never a reason to take one from another build.
+ */
 export function helperPath(): string {
   if (helper) return helper;
-  const candidates = [
-    process.env.CLAWJAIL_INIT_PATH,
-    join(packageRoot, 'prebuilds', `linux-${process.arch}`, 'clawjail-init'),
-    join(packageRoot, 'build', 'Release', 'clawjail-init'),
-    join(packageRoot, 'build', 'Debug', 'clawjail-init'),
-  ].filter((p): p is string => !!p);
-  for (const c of candidates) {
-    try {
-      accessSync(c, constants.X_OK);
-      helper = c;
-      return c;
-    } catch {
-      // next candidate
-    }
+  const override = process.env.CLAWJAIL_INIT_PATH;
+  return (helper = override ? checkHelper(override, 'CLAWJAIL_INIT_PATH') : checkHelper(nativeLocation()));
+}
+
+/** The helper's path once it is known to be executable; else a ClawjailError saying what to do. */
+export function checkHelper(where: NativeLocation | string, source?: string): string {
+  const file = typeof where === 'string' ? where : where.helper;
+  try {
+    accessSync(file, constants.X_OK);
+    return file;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const what = typeof where === 'string' ? (source ?? 'clawjail-init') : `the clawjail-init helper beside the ${where.origin === 'build' ? 'locally built' : 'prebuilt'} addon ${where.addon}`;
+    const problem = code === 'ENOENT' ? 'does not exist' : `is not executable (${code})`;
+    const hint = typeof where === 'string' ? `point ${source ?? 'it'} at an executable clawjail-init, or unset it` : code === 'ENOENT' ? REBUILD_HINT : `make it executable (chmod 755 ${file}), or ${REBUILD_HINT}`;
+    throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `${what}: ${file} ${problem}`, { hint, path: file, cause: e });
   }
-  throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot find the clawjail-init helper (looked in ${candidates.join(', ')})`, {
-    hint: 'run `npm install` (or `npm run build:native`) in the clawjail package',
-  });
 }
