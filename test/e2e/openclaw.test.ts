@@ -109,7 +109,9 @@ describe.skipIf(!!skip)(`clawjail openclaw end to end${skip ? ` (skipped: ${skip
       `cat ${secretFile} >/dev/null 2>&1 && echo SECRET_READ || echo SECRET_DENIED`,
       'curl -sS -m 5 -o /dev/null https://example.com 2>/dev/null && echo CURL_OK || echo CURL_DENIED',
       '(echo injected >> /sandbox/workspace/AGENTS.md) 2>/dev/null && echo AGENTS_WRITTEN || echo AGENTS_DENIED',
-      `env | grep -q ${KEY} && echo KEY_SEEN || echo KEY_ABSENT`,
+      // The key travels in two halves: the whole key in the model's answer is redacted by the
+      // router on its way in (the command would then look for "[redacted]").
+      `K1=${KEY.slice(0, 8)}; K2=${KEY.slice(8)}; env | grep -q "$K1$K2" && echo KEY_SEEN || echo KEY_ABSENT`,
     ].join('; ');
     up.requests.length = 0;
     up.set({ tool: { name: 'exec', arguments: { command: script } } });

@@ -387,10 +387,11 @@ describe.each(USERS)('egress from inside a sandbox launched as %s', (as: As) => 
       `nc -v -w 2 127.0.0.1 ${p} </dev/null 2>&1; echo "nc $?"`,
       `python3 -c '${['import socket, errno', 'for a in [("127.0.0.1", ' + p + '), ("192.0.2.1", 80)]:', '    s = socket.socket()', '    try:', '        s.connect(a); print("py", a[1], "OK")', '    except OSError as e:', '        print("py", a[1], errno.errorcode[e.errno])'].join('\n')}'`,
     ];
-    // The proxy would allow this destination: the direct path must fail anyway.
+    // The proxy would allow this destination: the direct path must fail anyway. (A rule naming
+    // exactly 127.0.0.1 would forward that port on purpose; a CIDR rule is the proxy's alone.)
     // bash >= 5.1 names the line of a -c script in its messages; older ones do not.
     const lines = (out: string) => out.trim().split('\n').filter((l) => !l.includes('\t')).map((l) => l.replace(/^bash: line 1: /, 'bash: '));
-    const r = await run([...allow(`127.0.0.1:${p}`), '--', ...sh(direct.join('\n'))]);
+    const r = await run([...allow(`127.0.0.0/8:${p}`), '--', ...sh(direct.join('\n'))]);
     // Landlock refuses a TCP connect to any port but the service ports: EACCES, whatever the address.
     const denied = LANDLOCK_TCP ? 'Permission denied' : 'Connection refused';
     expect(lines(r.stdout)).toEqual([
@@ -405,7 +406,7 @@ describe.each(USERS)('egress from inside a sandbox launched as %s', (as: As) => 
     // Without landlock the network namespace alone still holds: 127.0.0.1 is the sandbox's own
     // loopback, where nothing listens on that port (ECONNREFUSED), and there is no route to any
     // other address (ENETUNREACH). The proxy still works in the same sandbox.
-    const bare = await run([...allow(`127.0.0.1:${p}`), '--landlock', 'off', '--', ...script(...direct, `req proxied http://127.0.0.1:${p}/proxied`)]);
+    const bare = await run([...allow(`127.0.0.0/8:${p}`), '--landlock', 'off', '--', ...script(...direct, `req proxied http://127.0.0.1:${p}/proxied`)]);
     expect(lines(bare.stdout)).toEqual([
       'bash: connect: Connection refused',
       `bash: /dev/tcp/127.0.0.1/${p}: Connection refused`,
