@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, clawjail } from '../helpers/cli.js';
 import { createFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { launcherAvailable, openclawCacheDir, openclawForTests, writeUserOpenClaw } from '../helpers/openclaw-e2e.js';
+import { freePort } from '../helpers/wait.js';
 
 // The same real OpenClaw as openclaw.test.ts, driven the way a user drives it: the CLI.
 const launcher = await launcherAvailable();
@@ -16,14 +17,6 @@ const skip = 'skip' in launcher ? launcher.skip : 'skip' in oc ? oc.skip : undef
 
 const KEY = `sk-cli-${randomBytes(12).toString('hex')}`;
 const REPLY = `CLI-REPLY-${randomBytes(4).toString('hex')}`;
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe.skipIf(!!skip)(`clawjail openclaw CLI end to end${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let up: FakeUpstream;

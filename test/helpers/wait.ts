@@ -36,3 +36,23 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * Resolves once `cond` holds (it may be async), checking it every `everyMs`; rejects after `ms`.
+ * For state the test cannot subscribe to (a counter in another module, a process list): it
+ * synchronises on the state itself, never on a guess of how long something takes.
+ */
+export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5_000, everyMs = 10): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Like waitFor, for a value: resolves with the first defined result of `f` (errors count as "not yet"). */
+export async function waitForValue<T>(f: () => Promise<T | undefined>, ms = 5_000, everyMs = 50): Promise<T> {
+  let value: T | undefined;
+  await waitFor(async () => (value = await f().catch(() => undefined)) !== undefined, ms, everyMs);
+  return value as T;
+}

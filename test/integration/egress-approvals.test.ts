@@ -10,6 +10,7 @@ import { NetworkSchema, type NetworkConfigInput } from '../../src/profile/networ
 import { createControlClient, createControlServer, runApprovalsCommand, type ControlServer } from '../../src/services/control/index.js';
 import { createApprovalBroker, createProfileRulePersister, type ApprovalBroker } from '../../src/services/egress/index.js';
 import { connectVia, mapResolver, startHttpUpstream, startProxy, viaProxy, type ProxyUnderTest, type Upstream } from '../helpers/egress-harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 let web: Upstream;
 let runtime: string;
@@ -179,8 +180,7 @@ describe('approvals through the control socket', () => {
     sock.write(`CONNECT new.test:${web.port} HTTP/1.1\r\nHost: new.test\r\n\r\n`);
     const id = await waitForPending(s.broker);
     sock.destroy();
-    await new Promise((r) => setTimeout(r, 50));
-    expect(s.proxy.proxy.stats().clients).toBe(0);
+    await waitFor(() => s.proxy.proxy.stats().clients === 0);
     expect((await cli({ command: 'approve', id })).code).toBe(0);
     expect(s.proxy.events.filter((e) => e.kind === 'egress.decision').map((e) => `${e.decision}/${e.reason}`)).toEqual(['hold/not-allowlisted', 'deny/denied']);
   });

@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApprovalBroker } from '../../src/services/egress/approvals.js';
 import type { EgressLimits } from '../../src/services/egress/proxy.js';
 import { mapResolver, rawExchange, startHttpUpstream, startProxy, statusAndReason, viaProxy, type ProxyUnderTest, type Upstream } from '../helpers/egress-harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 let web: Upstream;
 let p: ProxyUnderTest | undefined;
@@ -297,11 +298,3 @@ describe('hostile input', () => {
     await waitFor(async () => openConnections(q) <= 1, 5_000);
   });
 });
-
-async function waitFor(cond: () => Promise<boolean> | boolean, ms = 3_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

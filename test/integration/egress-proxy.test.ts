@@ -20,6 +20,7 @@ import {
   type Upstream,
 } from '../helpers/egress-harness.js';
 import { makeTestCert, type TestCert } from '../helpers/tls-cert.js';
+import { freePort, waitFor } from '../helpers/wait.js';
 
 let cert: TestCert;
 let web: Upstream;
@@ -377,22 +378,6 @@ describe('refusals', () => {
     expect(r.closed).toBe(true);
   });
 });
-
-async function waitFor(cond: () => boolean, ms = 2_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function clientHelloFor(servername: string): Promise<Buffer> {
   const s = net.createServer();

@@ -9,6 +9,7 @@ import { addon } from '../../src/native.js';
 import { NetworkSchema } from '../../src/profile/network.js';
 import { createEgressProxy, type EgressLimits, type EgressProxy, type RelayEngine } from '../../src/services/egress/proxy.js';
 import { connectVia } from '../helpers/egress-harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 /*
  * CONNECT tunnels handed to the addon's native relay (both engines), and the JS piping the proxy
@@ -117,14 +118,6 @@ function collect(s: net.Socket): Promise<{ data: Buffer; ended: boolean }> {
 }
 
 const closes = (r: Running) => r.events.filter((e) => e.kind === 'egress.close');
-
-async function waitFor(cond: () => boolean, ms = 5_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Waits until the first client bytes have been checked and the tunnel changed hands. */
 async function relayed(r: Running, n: number, mode: Mode): Promise<void> {

@@ -20,6 +20,7 @@ import {
 } from '../helpers/egress-sandbox-kit.js';
 import { node24, NODE24_BIN, NODE24_DIR } from '../helpers/node24.js';
 import { makeTestCert } from '../helpers/tls-cert.js';
+import { freePort } from '../helpers/wait.js';
 
 // The egress policy seen from inside real sandboxes. Upstreams listen on the host's loopback,
 // which the sandbox (its own netns, only `lo`) cannot reach except through the proxy, and the
@@ -44,14 +45,6 @@ let NP: number;
 let OP: number;
 let caDir: string;
 const CA = '/ca/ca.pem';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 beforeAll(async () => {
   const cert = await makeTestCert(CERT_NAMES, ['127.0.0.1']);

@@ -11,6 +11,7 @@ import { InferenceSchema } from '../../src/profile/inference.js';
 import { createInferenceRouter, resolveCredentials, type InferenceRouter } from '../../src/services/inference/index.js';
 import { createFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { ECHO_FORMS, findKeyLeak } from '../helpers/key-leaks.js';
+import { waitFor } from '../helpers/wait.js';
 
 const OPENAI_KEY = 'sk-route-openai-5f1c2e';
 const ANTHROPIC_KEY = 'sk-ant-route-9b7d31';
@@ -503,7 +504,7 @@ describe('streaming', () => {
     });
     expect(aborted).toEqual({ aborted: true });
     expect(up.requests[0]!.chunkTimes.length).toBeLessThan(10);
-    await vitestWaitFor(() => events.length === 1);
+    await waitFor(() => events.length === 1);
     expect(events[0]).toMatchObject({ route: 'openai', status: 200, stream: true, error: 'client_closed' });
   });
 
@@ -745,12 +746,4 @@ interface TcpHandle {
   bind(host: string, port: number): number;
   getsockname(out: object): number;
   close(): void;
-}
-
-async function vitestWaitFor(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }

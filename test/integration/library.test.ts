@@ -2,6 +2,7 @@ import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { launch, type Sandbox } from '../../src/index.js';
+import { waitForValue } from '../helpers/wait.js';
 
 /** Everything the workload wrote to stdout: the stream ends once every writer inside is gone. */
 async function output(sb: Sandbox): Promise<string> {
@@ -9,16 +10,6 @@ async function output(sb: Sandbox): Promise<string> {
   for await (const chunk of sb.stdout!) out += (chunk as Buffer).toString();
   await sb.exited;
   return out;
-}
-
-async function waitFor<T>(f: () => Promise<T | undefined>, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const get = (url: string) =>
@@ -127,7 +118,7 @@ describe('launch() as a library', () => {
     try {
       const hostPort = sb.published[0]!.hostPort;
       expect(hostPort).toBeGreaterThan(0);
-      const r = await waitFor(async () => {
+      const r = await waitForValue(async () => {
         const res = await get(`http://127.0.0.1:${hostPort}/file`);
         return res.status === 200 ? res : undefined;
       });
