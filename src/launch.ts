@@ -17,7 +17,7 @@ import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { cacheGet, cachePut } from './cache.js';
 import type { Profile } from './profile/schema.js';
-import { InitChannel, type SetupFailure } from './services/channel.js';
+import { InitChannel, MALFORMED_RECORD_STEP, type SetupFailure } from './services/channel.js';
 import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
 import { Sandbox, type ExitStatus } from './sandbox.js';
 
@@ -449,6 +449,8 @@ function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean
     });
     channel.on('failure', (f: SetupFailure) => {
       failure ??= f;
+      // A helper that does not speak the protocol is not trusted to have built the sandbox.
+      if (f.step === MALFORMED_RECORD_STEP && !ready) kill('SIGKILL');
     });
     let ready = false;
     channel.once('ready', () => {

@@ -3,6 +3,10 @@ import net from 'node:net';
 import { errnoName } from '../errno.js';
 import { addon, type NativeChannel } from '../native.js';
 
+/** The step of a record from clawjail-init that is not one of its records. */
+export const MALFORMED_RECORD_STEP = 'channel.record';
+const EPROTO = 71;
+
 /** A setup failure as reported by clawjail-init: a stable step id, errno and path. */
 export interface SetupFailure {
   step: string;
@@ -45,6 +49,8 @@ export class InitChannel extends EventEmitter {
       msg = JSON.parse(data.toString('utf8')) as Message;
     } catch {
       for (const fd of fds) addon().closeFd(fd);
+      // clawjail-init speaks only JSON records: anything else means it is not the helper we built.
+      this.emit('failure', { step: MALFORMED_RECORD_STEP, errno: EPROTO, path: '', detail: `malformed record from clawjail-init: ${JSON.stringify(data.subarray(0, 80).toString('latin1'))}` } satisfies SetupFailure);
       return;
     }
     switch (msg.t) {
@@ -74,6 +80,7 @@ export class InitChannel extends EventEmitter {
       }
       default:
         for (const fd of fds) addon().closeFd(fd);
+        this.emit('failure', { step: MALFORMED_RECORD_STEP, errno: EPROTO, path: '', detail: `unknown record from clawjail-init: ${JSON.stringify(String((msg as { t?: unknown }).t))}` } satisfies SetupFailure);
     }
   }
 
