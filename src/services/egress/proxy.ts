@@ -6,6 +6,7 @@ import type { AuditSink } from '../../log.js';
 import { addon, type NativeRelay, type NativeRelayResult } from '../../native.js';
 import type { AllowRule, NetworkConfig } from '../../profile/network.js';
 import type { ApprovalBroker } from './approvals.js';
+import { createEgressAudit, errText, NO_TARGET, type ConnRecord } from './audit-events.js';
 import { formatIp, parseIp } from './ip.js';
 import { admitConnection, headerTimeoutAction, releaseConnection, type CapDecision } from './limits.js';
 import { matchEgress, type EgressDecision, type EgressReason, type EgressRequest } from './policy.js';
@@ -160,21 +161,13 @@ interface ClientState {
   answering: number;
 }
 
-interface Conn {
-  id: string;
-  via: 'connect' | 'http';
-  target: Target;
-  method?: string;
-  path?: string;
-}
-
 export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const limits: EgressLimits = { ...DEFAULT_EGRESS_LIMITS, ...options.limits };
   const resolve = options.resolve ?? defaultResolve;
   const { audit, sandbox, approvals } = options;
   const log = options.logger;
   let policy = options.policy;
-  let nextId = 0;
+  const events = createEgressAudit(audit, sandbox);
   const readPool = new BufferPool(16);
   const clients = new Set<net.Socket>();
   const upstreams = new Set<net.Socket>();
@@ -230,7 +223,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     disarm(socket);
     socket.on('error', () => socket.destroy());
     refuseRaw(socket, 501, 'unsupported', 'clawjail: protocol upgrades over plain-HTTP forwarding are not supported; use CONNECT (wss://, or a proxy-aware client)\n');
-    emitDecision({ id: connId(), via: 'http', target: { host: '', hostIsIp: false, port: 0 } }, 'deny', 'unsupported', `Upgrade: ${String(req.headers.upgrade ?? '').slice(0, 40)}`);
+    events.decision({ id: events.connId(), via: 'http', target: NO_TARGET }, 'deny', 'unsupported', `Upgrade: ${String(req.headers.upgrade ?? '').slice(0, 40)}`);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => onClientError(err, socket));
   server.on('error', (err) => log?.error({ err }, 'egress proxy: server error'));
@@ -249,12 +242,11 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     refusedInBurst = d.refused;
     if (!d.report) return;
     const max = limits.maxConnections;
+    events.limit(max, d.report);
     if (d.report.state === 'reached') {
       log?.warn({ sandbox, maxConnections: max }, `egress proxy: the sandbox holds ${d.report.open} connections, its limit (network.limits.maxConnections); refusing more until some close`);
-      audit.emit({ kind: 'egress.limit', sandbox, limit: 'maxConnections', max, state: 'reached', open: d.report.open });
     } else {
       log?.info({ sandbox, maxConnections: max, refused: d.report.refused }, 'egress proxy: below the connection limit again');
-      audit.emit({ kind: 'egress.limit', sandbox, limit: 'maxConnections', max, state: 'cleared', refused: d.report.refused });
     }
   }
 
@@ -302,7 +294,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
         return;
       }
       const text = `request headers not complete within ${limits.headersTimeoutMs} ms`;
-      emitDecision({ id: connId(), via: 'http', target: { host: '', hostIsIp: false, port: 0 } }, 'deny', 'header-timeout', text);
+      events.decision({ id: events.connId(), via: 'http', target: NO_TARGET }, 'deny', 'header-timeout', text);
       refuseRaw(socket, 408, 'header-timeout', `clawjail: ${text}\n`);
     }, limits.headersTimeoutMs);
   }
@@ -327,58 +319,21 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     });
   }
 
-  function connId(): string {
-    return `e${(++nextId).toString(36)}`;
-  }
-
-  function emitDecision(conn: Conn, decision: 'allow' | 'deny' | 'hold', reason: string, detail: string, extra: Record<string, unknown> = {}): void {
-    audit.emit({
-      kind: 'egress.decision',
-      sandbox,
-      conn: conn.id,
-      via: conn.via,
-      host: conn.target.host,
-      port: conn.target.port,
-      ...(conn.method !== undefined ? { method: conn.method, path: conn.path } : {}),
-      decision,
-      reason,
-      detail,
-      ...extra,
-    });
-  }
-
-  /** bytesIn/bytesOut: bytes on the upstream connection (HTTP headers included); in = from the destination. */
-  function emitClose(conn: Conn, ip: string, bytesIn: number, bytesOut: number, started: number, error?: string): void {
-    audit.emit({
-      kind: 'egress.close',
-      sandbox,
-      conn: conn.id,
-      via: conn.via,
-      host: conn.target.host,
-      port: conn.target.port,
-      ip,
-      bytesIn,
-      bytesOut,
-      durationMs: Math.round(performance.now() - started),
-      ...(error ? { error } : {}),
-    });
-  }
-
-  async function authorize(conn: Conn, signal: AbortSignal): Promise<Authorized | Refused> {
+  async function authorize(conn: ConnRecord, signal: AbortSignal): Promise<Authorized | Refused> {
     const base: EgressRequest = { host: conn.target.host, port: conn.target.port };
     if (conn.method !== undefined) {
       base.method = conn.method;
       if (conn.path !== undefined) base.path = conn.path;
     }
     const refuse = (status: number, reason: EgressRefusalReason, detail: string, d?: EgressDecision): Refused => {
-      emitDecision(conn, 'deny', reason, detail, d?.rule ? { rule: d.rule } : {});
+      events.decision(conn, 'deny', reason, detail, d?.rule ? { rule: d.rule } : {});
       return { ok: false, status, reason, detail };
     };
     let decision = matchEgress(policy, base);
     let approved = false;
     if (decision.action === 'ask') {
       if (!approvals) return refuse(403, 'not-allowlisted', `${decision.detail} (approvals are on but nobody can answer)`, decision);
-      emitDecision(conn, 'hold', 'not-allowlisted', `${decision.detail}; waiting up to ${approvals.timeoutMs} ms for approval`);
+      events.decision(conn, 'hold', 'not-allowlisted', `${decision.detail}; waiting up to ${approvals.timeoutMs} ms for approval`);
       const outcome = await approvals.request({ host: base.host, port: base.port, via: conn.via, ...(base.method ? { method: base.method, path: base.path ?? '/' } : {}) }, signal);
       if (outcome.verdict === 'deny') {
         if (outcome.reason === 'approval-timeout') return refuse(403, 'approval-timeout', `no answer within ${approvals.timeoutMs} ms`);
@@ -419,7 +374,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       const d = refusal as EgressDecision;
       return refuse(403, d.reason as EgressRefusalReason, d.detail, d);
     }
-    emitDecision(conn, 'allow', allow.reason, allow.detail, { ...(allow.rule ? { rule: allow.rule } : {}), ip: allowed[0], ...(allow.ipClass ? { ipClass: allow.ipClass } : {}) });
+    events.decision(conn, 'allow', allow.reason, allow.detail, { ...(allow.rule ? { rule: allow.rule } : {}), ip: allowed[0], ...(allow.ipClass ? { ipClass: allow.ipClass } : {}) });
     return { ok: true, addresses: allowed, decision: allow };
   }
 
@@ -473,7 +428,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     };
   }
 
-  async function authorizeWhileConnected(conn: Conn, socket: net.Socket): Promise<Authorized | Refused> {
+  async function authorizeWhileConnected(conn: ConnRecord, socket: net.Socket): Promise<Authorized | Refused> {
     const watch = watchClient(socket);
     // Waiting for an approval is bounded by its own timeout, which may be the longer one.
     socket.setTimeout(0);
@@ -490,10 +445,10 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     socket.on('error', () => socket.destroy());
     socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
     const target = parseConnectTarget(req.url ?? '');
-    const conn: Conn = { id: connId(), via: 'connect', target: target ?? { host: '', hostIsIp: false, port: 0 } };
+    const conn: ConnRecord = { id: events.connId(), via: 'connect', target: target ?? NO_TARGET };
     if (!target) {
       const detail = `bad CONNECT target ${JSON.stringify((req.url ?? '').slice(0, 100))}; expected host:port`;
-      emitDecision(conn, 'deny', 'malformed', detail);
+      events.decision(conn, 'deny', 'malformed', detail);
       refuseRaw(socket, 400, 'malformed', `clawjail: ${detail}\n`);
       return;
     }
@@ -503,12 +458,12 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       // add nothing but a certificate the sandbox would have to trust. Say so instead of failing
       // the client's handshake with an unreadable error.
       const detail = `${target.host} is served by clawjail in plain HTTP only: use http://${target.host}/ (the request never leaves this machine)`;
-      emitDecision(conn, 'deny', 'unsupported', detail);
+      events.decision(conn, 'deny', 'unsupported', detail);
       refuseRaw(socket, 403, 'unsupported', `clawjail: ${detail}\n`);
       return;
     }
     if (handler && !target.hostIsIp) {
-      emitDecision(conn, 'allow', 'local', `${target.host} is served by the supervisor`);
+      events.decision(conn, 'allow', 'local', `${target.host} is served by the supervisor`);
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length > 0) socket.unshift(head);
       armHeaderDeadline(socket, true);
@@ -541,7 +496,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       upstream = await connectFirst(auth.addresses, target.port, reader);
     } catch (err) {
       const detail = `cannot connect to ${auth.addresses.join(', ')} port ${target.port}: ${errText(err)}`;
-      emitDecision(conn, 'deny', 'upstream-unreachable', detail, { ip: auth.addresses[0] });
+      events.decision(conn, 'deny', 'upstream-unreachable', detail, { ip: auth.addresses[0] });
       refuseRaw(socket, 502, 'upstream-unreachable', refusalBody(target, { status: 502, reason: 'upstream-unreachable', detail }));
       return;
     }
@@ -560,13 +515,13 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
    * client → upstream waits until the first client bytes pass the SNI check. Then the tunnel goes
    * to the native relay when there is one (see handOver), else client → upstream is piped too.
    */
-  function splice(conn: Conn, client: net.Socket, upstream: net.Socket, reader: UpstreamReader, ip: string, head: Buffer, allowMissingSni: boolean, started: number): void {
+  function splice(conn: ConnRecord, client: net.Socket, upstream: net.Socket, reader: UpstreamReader, ip: string, head: Buffer, allowMissingSni: boolean, started: number): void {
     let closed = 0;
     let error: string | undefined;
     // Set once the relay owns the tunnel: destroying the Node sockets then is not the tunnel's end.
     let relayed = false;
     const onClose = (): void => {
-      if (++closed === 2) emitClose(conn, ip, upstream.bytesRead, upstream.bytesWritten, started, error);
+      if (++closed === 2) events.close(conn, ip, upstream.bytesRead, upstream.bytesWritten, started, error);
     };
     client.once('close', (hadError) => {
       if (relayed) return;
@@ -632,7 +587,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
           released();
           // As in the JS path, only the destination's errors are reported (the client's own
           // resets, idle timeouts and closing the proxy end a tunnel without one).
-          emitClose(conn, ip, bytesIn + r.bytesBtoA, bytesOut + r.bytesAtoB, started, r.errorSide === 'b' ? r.error : undefined);
+          events.close(conn, ip, bytesIn + r.bytesBtoA, bytesOut + r.bytesAtoB, started, r.errorSide === 'b' ? r.error : undefined);
         };
         try {
           entry.handle = fn(ch.fd as number, uh.fd as number, onDone, { idleTimeoutMs: limits.idleTimeoutMs, engine: relayEngine });
@@ -664,7 +619,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       const verdict = checkTunnelStart(scan, { host: conn.target.host, hostIsIp: conn.target.hostIsIp, port: conn.target.port, allowMissingSni });
       if (!verdict.ok) {
         error = verdict.reason;
-        emitDecision(conn, 'deny', verdict.reason, verdict.detail, { ip });
+        events.decision(conn, 'deny', verdict.reason, verdict.detail, { ip });
         reader.detach();
         upstream.destroy();
         if (scan.kind === 'client-hello' || scan.kind === 'malformed') client.end(TLS_ALERT_ACCESS_DENIED);
@@ -700,13 +655,13 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     const started = performance.now();
     const target = parseProxyRequestUrl(req.url ?? '');
     const method = req.method ?? 'GET';
-    const conn: Conn = { id: connId(), via: 'http', target: target ?? { host: '', hostIsIp: false, port: 0 }, method };
+    const conn: ConnRecord = { id: events.connId(), via: 'http', target: target ?? NO_TARGET, method };
     if (!target) {
       const origin = (req.url ?? '').startsWith('/');
       const detail = origin
         ? `this is the clawjail egress proxy: send requests as absolute URIs (GET http://host/path) or use CONNECT; set HTTP_PROXY/HTTPS_PROXY to reach the network`
         : `bad request target ${JSON.stringify((req.url ?? '').slice(0, 100))}; a proxy request needs an absolute http:// URL (https:// goes through CONNECT)`;
-      emitDecision(conn, 'deny', 'malformed', detail);
+      events.decision(conn, 'deny', 'malformed', detail);
       // A client that gets the protocol wrong is not worth keeping a connection open for.
       res.shouldKeepAlive = false;
       respond(res, 400, 'malformed', `clawjail: ${detail}\n`);
@@ -715,7 +670,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     conn.path = target.pathname;
     const handler = local.get(target.host);
     if (handler && !target.hostIsIp) {
-      emitDecision(conn, 'allow', 'local', `${target.host} is served by the supervisor`);
+      events.decision(conn, 'allow', 'local', `${target.host} is served by the supervisor`);
       req.url = target.requestPath;
       handler.listener(req, res);
       return;
@@ -731,14 +686,14 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       upstream = await connectFirst(auth.addresses, target.port);
     } catch (err) {
       const detail = `cannot connect to ${auth.addresses.join(', ')} port ${target.port}: ${errText(err)}`;
-      emitDecision(conn, 'deny', 'upstream-unreachable', detail, { ip: auth.addresses[0] });
+      events.decision(conn, 'deny', 'upstream-unreachable', detail, { ip: auth.addresses[0] });
       respond(res, 502, 'upstream-unreachable', refusalBody(target, { status: 502, reason: 'upstream-unreachable', detail }));
       return;
     }
     const up = upstream.socket;
     let error: string | undefined;
     up.setTimeout(limits.idleTimeoutMs, () => up.destroy(new Error('idle timeout')));
-    up.once('close', () => emitClose(conn, upstream.ip, up.bytesRead, up.bytesWritten, started, error));
+    up.once('close', () => events.close(conn, upstream.ip, up.bytesRead, up.bytesWritten, started, error));
     const upReq = http.request({
       createConnection: () => up,
       method,
@@ -771,7 +726,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       err.code === 'HPE_HEADER_OVERFLOW'
         ? [431, 'headers-too-large', `request headers larger than ${limits.maxHeaderBytes} bytes`]
         : [400, 'malformed', `malformed request (${err.code ?? 'parse error'})`];
-    emitDecision({ id: connId(), via: 'http', target: { host: '', hostIsIp: false, port: 0 } }, 'deny', reason, text);
+    events.decision({ id: events.connId(), via: 'http', target: NO_TARGET }, 'deny', reason, text);
     refuseRaw(socket, status, reason, `clawjail: ${text}\n`);
   }
 
@@ -1046,11 +1001,6 @@ function stripHopByHop(raw: string[]): string[] {
 /** The client's headers minus hop-by-hop ones, with Host taken from the request URL (RFC 9112 §3.2.2). */
 function forwardHeaders(raw: string[], hostHeader: string): string[] {
   return ['Host', hostHeader, ...stripHopByHop(raw)];
-}
-
-function errText(err: unknown): string {
-  if (err instanceof Error) return (err as NodeJS.ErrnoException).code ?? err.message;
-  return String(err);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
