@@ -3,7 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../../log.js';
-import { addon, type NativeRelay, type NativeRelayResult } from '../../native.js';
+import type { NativeRelay, NativeRelayResult } from '../../native.js';
 import type { AllowRule, NetworkConfig } from '../../profile/network.js';
 import type { ApprovalBroker } from './approvals.js';
 import { createEgressAudit, errText, NO_TARGET, type ConnRecord } from './audit-events.js';
@@ -11,7 +11,10 @@ import { formatIp, parseIp } from './ip.js';
 import { admitConnection, headerTimeoutAction, releaseConnection, type CapDecision } from './limits.js';
 import { matchEgress, type EgressDecision, type EgressReason, type EgressRequest } from './policy.js';
 import { MAX_CLIENT_HELLO_BYTES, TLS_PORTS, checkTunnelStart, scanClientHello } from './sni.js';
-import { parseConnectTarget, parseProxyRequestUrl, type Target } from './target.js';
+import { forwardHeaders, stripHopByHop } from './forward-headers.js';
+import { BufferPool, createUpstreamReader, flushed, nativeRelay, streamHandle, type RelayEngine, type RelayFn, type StreamHandle, type UpstreamReader } from './relay.js';
+import { refusalBody, refuseRaw, respond, TLS_ALERT_ACCESS_DENIED } from './responses.js';
+import { parseConnectTarget, parseProxyRequestUrl } from './target.js';
 
 /**
  * The allowlist proxy: HTTP CONNECT tunnels and plain-HTTP forwarding (absolute-URI requests).
@@ -74,6 +77,8 @@ export const DEFAULT_EGRESS_LIMITS: EgressLimits = {
 /** Refused over-cap sockets kept open at once for their 503 to be read; beyond, they are just closed. */
 const MAX_REFUSING = 64;
 
+export type { RelayEngine } from './relay.js';
+
 export interface EgressProxyOptions {
   sandbox: string;
   policy: NetworkConfig;
@@ -92,16 +97,6 @@ export interface EgressProxyOptions {
    */
   nativeRelay?: boolean | RelayEngine;
 }
-
-/**
- * How the native relay moves a tunnel's bytes. `copy` (recv/send through native buffers growing
- * to 4 MiB) is the default because it measured fastest: bench/egress.mjs on a 2-core host with the
- * upstream on loopback, 512 MiB downloads, 3 interleaved runs ×3: JS piping 1325–1576 MiB/s at
- * ~0.5 s proxy CPU per GiB; `splice` 1260–1463 MiB/s at ~0.18 s (the client then copies cold pages
- * the server wrote long before, which costs it more than the proxy saves); `copy` 1846–1884 MiB/s
- * at ~0.32 s. With the upstream behind a real NIC, `splice` may win; measure there.
- */
-export type RelayEngine = 'copy' | 'splice';
 
 export type ListenTarget = { fd: number } | { host: string; port: number };
 
@@ -130,22 +125,6 @@ export interface EgressProxy {
    */
   stats(): { clients: number; upstreams: number; relayed: number };
 }
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  408: 'Request Timeout',
-  431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-};
-
-// TLS alert, fatal, access_denied: the client's TLS stack reports a clear handshake failure
-// where a bare close would look like a network fault.
-const TLS_ALERT_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x31]);
-
-const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
 
 const defaultResolve: Resolver = async (host) => {
   const found = await dns.promises.lookup(host, { all: true, verbatim: true, hints: dns.ADDRCONFIG });
@@ -805,202 +784,6 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       });
     },
   };
-}
-
-/**
- * Reads a tunnel's upstream side into fresh buffers that go straight to the client socket: no
- * 'data' event per chunk, and reads grow up to 1 MiB while the upstream keeps them full (a
- * download), which cuts the proxy's per-byte CPU well below pipe()'s. Bytes that arrive before
- * the client is attached are held and the upstream paused.
- */
-interface UpstreamReader {
-  onread: net.OnReadOpts;
-  attach(client: net.Socket, upstream: net.Socket): void;
-  detach(): void;
-  /** No more resuming the upstream on the client's drain (the tunnel goes to the relay)… */
-  stop(): void;
-  /** …unless the relay could not take it after all. */
-  restart(): void;
-}
-
-const MIN_READ = 16 * 1024;
-const MAX_READ = 1024 * 1024;
-
-/**
- * Full-size read buffers whose writes completed, shared by a proxy's tunnels. Allocating a fresh
- * 1 MiB buffer per read costs page faults and zeroing in the kernel on every read; a few
- * recycled ones avoid that, and the cap bounds what idle tunnels keep.
- */
-class BufferPool {
-  private readonly free: Buffer[] = [];
-  constructor(private readonly max: number) {}
-  take(size: number): Buffer {
-    return (size === MAX_READ ? this.free.pop() : undefined) ?? Buffer.allocUnsafeSlow(size);
-  }
-  give(buf: Buffer): void {
-    if (buf.length === MAX_READ && this.free.length < this.max) this.free.push(buf);
-  }
-}
-
-function createUpstreamReader(pool: BufferPool): UpstreamReader {
-  let size = 64 * 1024;
-  let client: net.Socket | undefined;
-  let upstream: net.Socket | undefined;
-  let detached = false;
-  let stopped = false;
-  const held: Buffer[] = [];
-  const resume = (): void => {
-    if (!detached && !stopped) upstream?.resume();
-  };
-  return {
-    onread: {
-      // Never a buffer whose bytes may still sit in the client's write queue: it comes back to
-      // the pool only from the write's completion callback.
-      buffer: () => pool.take(size),
-      callback: (n, buf) => {
-        if (detached) return false;
-        const whole = buf as Buffer;
-        const chunk = whole.subarray(0, n);
-        if (n === size && size < MAX_READ) size *= 2;
-        else if (n < size / 8 && size > MIN_READ) size /= 2;
-        if (!client) {
-          held.push(chunk);
-          return false;
-        }
-        const more = client.write(chunk, (err) => {
-          if (!err) pool.give(whole);
-        });
-        if (!more) {
-          client.once('drain', resume);
-          return false;
-        }
-        return true;
-      },
-    },
-    attach(c, u) {
-      client = c;
-      upstream = u;
-      for (const b of held) c.write(b);
-      held.length = 0;
-      if (c.writableNeedDrain) c.once('drain', resume);
-      else u.resume();
-    },
-    detach() {
-      detached = true;
-      held.length = 0;
-    },
-    stop() {
-      stopped = true;
-    },
-    restart() {
-      stopped = false;
-      if (client?.writableNeedDrain) client.once('drain', resume);
-      else resume();
-    },
-  };
-}
-
-type RelayFn = NonNullable<ReturnType<typeof addon>['relay']>;
-
-/** The part of a net.Socket's libuv handle (TCPWrap/PipeWrap) the relay hand-over uses. */
-interface StreamHandle {
-  fd?: number;
-  reading?: boolean;
-  readStop(): number;
-  readStart(): number;
-}
-
-/** The socket's handle when it has a usable fd (not on a TLS socket or one already closed). */
-function streamHandle(s: net.Socket): StreamHandle | undefined {
-  const h = (s as unknown as { _handle?: StreamHandle | null })._handle;
-  if (!h || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function' || s.destroyed) return undefined;
-  return h;
-}
-
-/** The addon's relay, or undefined when the addon is missing or predates it (JS piping then). */
-function nativeRelay(): RelayFn | undefined {
-  try {
-    const a = addon();
-    return typeof a.relay === 'function' ? a.relay.bind(a) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const EMPTY = Buffer.alloc(0);
-
-/** Resolves once everything written to the socket so far has left Node (or the socket died). */
-function flushed(s: net.Socket): Promise<void> {
-  if (s.writableLength === 0 || s.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    // Already ended (the other side half-closed first): 'finish' comes once the queue is out.
-    if (s.writableEnded) {
-      s.once('finish', resolve);
-      s.once('close', resolve);
-      return;
-    }
-    // Writes complete in order: the callback of an empty write comes after all earlier ones.
-    s.write(EMPTY, () => resolve());
-  });
-}
-
-function hostPort(t: Target): string {
-  return `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
-}
-
-/** One line: destination, what happened, the reason token (as in X-Clawjail-Reason), why. */
-function refusalBody(target: Target, r: { status: number; reason: string; detail: string }): string {
-  return `clawjail: ${hostPort(target)} ${r.status === 403 ? 'refused' : 'failed'} (${r.reason}): ${r.detail}\n`;
-}
-
-function refuseRaw(socket: net.Socket, status: number, reason: string, body: string, lingerMs = 2_000): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nX-Clawjail-Reason: ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
-  // A client that never reads must not keep the socket (and its buffer) alive.
-  setTimeout(() => socket.destroy(), lingerMs).unref();
-}
-
-function respond(res: http.ServerResponse, status: number, reason: string, body: string): void {
-  if (res.headersSent || res.destroyed) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(status, {
-    'X-Clawjail-Reason': reason,
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-  });
-  res.end(body);
-}
-
-function connectionTokens(raw: string[]): Set<string> {
-  const tokens = new Set<string>();
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if ((raw[i] as string).toLowerCase() === 'connection') for (const t of (raw[i + 1] as string).split(',')) tokens.add(t.trim().toLowerCase());
-  }
-  return tokens;
-}
-
-function stripHopByHop(raw: string[]): string[] {
-  const named = connectionTokens(raw);
-  const out: string[] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const key = (raw[i] as string).toLowerCase();
-    if (HOP_BY_HOP.has(key) || named.has(key)) continue;
-    out.push(raw[i] as string, raw[i + 1] as string);
-  }
-  return out;
-}
-
-/** The client's headers minus hop-by-hop ones, with Host taken from the request URL (RFC 9112 §3.2.2). */
-function forwardHeaders(raw: string[], hostHeader: string): string[] {
-  return ['Host', hostHeader, ...stripHopByHop(raw)];
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
