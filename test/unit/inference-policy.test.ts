@@ -6,7 +6,7 @@ import { createDecoders, parseContentEncoding } from '../../src/services/inferen
 import { findDuplicateKey, modelLookalikes } from '../../src/services/inference/json-keys.js';
 import { applyModelPolicy } from '../../src/services/inference/model-policy.js';
 import { compileKeyPattern, scrubText } from '../../src/services/inference/scrub.js';
-import { classifyUpstreamError } from '../../src/services/inference/router.js';
+import { classifyUpstreamError } from '../../src/services/inference/upstream.js';
 import { createSseUsageScanner, usageFromJson } from '../../src/services/inference/usage.js';
 
 const parseRoute = (r: Record<string, unknown>) => InferenceSchema.parse({ routes: [{ name: 'r', api: 'openai', upstream: 'http://h/v1', ...r }] }).routes[0]!;

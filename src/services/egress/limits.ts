@@ -40,3 +40,34 @@ export function releaseConnection(open: number, max: number, refused: number): C
 export function headerTimeoutAction(firstRequest: boolean, bytesSinceArmed: number): 'respond-408' | 'close' {
   return firstRequest || bytesSinceArmed > 0 ? 'respond-408' : 'close';
 }
+
+/**
+ * Enforced by the proxy itself on every client socket, whether it accepted the socket (listen())
+ * or was handed it (accept()): its HTTP server never listens, so Node's own listen-time timers and
+ * maxConnections never run (the decisions above apply instead).
+ */
+export interface EgressLimits {
+  /** Request line + headers; more → 431. */
+  maxHeaderBytes: number;
+  /**
+   * A client must finish its request headers within this from connecting, or from the previous
+   * response on a kept-alive connection (slowloris) → 408.
+   */
+  headersTimeoutMs: number;
+  /** A client connection, open tunnel or forwarded request with no traffic either way is closed after this. */
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+  resolveTimeoutMs: number;
+  /** Client connections held at once, relayed tunnels included; one more is answered 503 and closed. */
+  maxConnections: number;
+}
+
+/** The timeouts and cap are the profile's defaults (network.limits, ProxyLimitsSchema). */
+export const DEFAULT_EGRESS_LIMITS: EgressLimits = {
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 10 * 60_000,
+  connectTimeoutMs: 10_000,
+  resolveTimeoutMs: 10_000,
+  maxConnections: 256,
+};

@@ -1,4 +1,5 @@
-export { createInferenceRouter, classifyUpstreamError, type InferenceRouter, type InferenceRouterOptions, type ListenTarget } from './router.js';
+export { createInferenceRouter, type InferenceRouter, type InferenceRouterOptions, type ListenTarget } from './router.js';
+export { classifyUpstreamError } from './upstream.js';
 export { resolveCredentials, redactInference, missingCredentialReason } from './credentials.js';
 export { routeOverridesFromCli } from './cli.js';
 export { buildInferenceEnv, INFERENCE_PORT, INFERENCE_SOCKET_PATH } from './env.js';
