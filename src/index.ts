@@ -1,6 +1,6 @@
 /** The library: one sandbox per call, several at once from one process. */
-export { launch, planLaunch, type LaunchOptions } from './launch.js';
-export { Sandbox, type ExitStatus } from './sandbox.js';
+export { launch, planLaunch, closeAll, runningSandboxes, type LaunchOptions } from './launch.js';
+export { Sandbox, type ExitStatus, type SandboxStatus, type SandboxStats } from './sandbox.js';
 export { loadProfile, parseProfile, type LoadedProfile, type LoadProfileOptions } from './profile/load.js';
 export { ProfileSchema, type Profile } from './profile/schema.js';
 export { probeHost, type HostFacts } from './host/probe.js';

@@ -63,6 +63,49 @@ export async function planLaunch(options: LaunchOptions): Promise<{ plan: Launch
  * sandbox cannot be built as asked, after everything it started is gone.
  */
 export async function launch(options: LaunchOptions): Promise<Sandbox> {
+  const endTurn = await takeTurn();
+  try {
+    return await launchInTurn(options, endTurn);
+  } finally {
+    endTurn();
+  }
+}
+
+let turnTail: Promise<void> = Promise.resolve();
+
+/** Sandboxes this process launched that are still running. */
+const live = new Set<Sandbox>();
+
+/** Every sandbox launched by this process and still running. */
+export function runningSandboxes(): Sandbox[] {
+  return [...live];
+}
+
+/** Stops every running sandbox of this process (SIGTERM, SIGKILL after graceMs); resolves when all are gone. */
+export async function closeAll(graceMs = 5000): Promise<ExitStatus[]> {
+  return Promise.all([...live].map((sb) => sb.close(graceMs)));
+}
+
+/**
+ * Launches started together take turns for their CPU-bound first half (profile, plan, services,
+ * spawn), each turn on a later event-loop iteration. Without this, N launches started at once ran
+ * all N first halves back to back before the loop could read any sandbox's "ready", so no tenant
+ * was ready until nearly all were. Releasing is idempotent.
+ */
+function takeTurn(): Promise<() => void> {
+  const previous = turnTail;
+  let done = false;
+  let open!: () => void;
+  turnTail = new Promise<void>((resolve) => (open = resolve));
+  const release = () => {
+    if (done) return;
+    done = true;
+    setImmediate(open);
+  };
+  return previous.then(() => release);
+}
+
+async function launchInTurn(options: LaunchOptions, endTurn: () => void): Promise<Sandbox> {
   const log = options.logger ?? rootLogger;
   // 1. profile
   const loaded = await loadProfileCached(loadOptions(options));
@@ -76,10 +119,11 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
   const cleanups: (() => void | Promise<void>)[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
   let services: RunningServices | undefined;
+  const early: AuditEvent[] = [];
   const audit = createAuditSink({
     log,
     ...(options.auditLog ?? profile.network.auditLog ? { file: (options.auditLog ?? profile.network.auditLog)! } : {}),
-    listener: (e) => sandbox?.emitAudit(e),
+    listener: (e) => (sandbox ? sandbox.emitAudit(e) : early.push(e)),
   });
   let sandbox: Sandbox | undefined;
   const teardown = async () => {
@@ -123,6 +167,7 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
       addon().closeFd(planFd);
       addon().closeFd(theirs);
       stdio.closeChildEnds();
+      endTurn();
     }
     const pid = spawned.pid;
     let alive = true;
@@ -160,7 +205,10 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
       throw e;
     }
     sandbox = new Sandbox({ plan, pid, kill, stdio: stdio.parentStreams, channel, exited, published });
+    sandbox.replayAudit(early.splice(0));
     const handle = sandbox;
+    live.add(handle);
+    void exited.then(() => live.delete(handle));
     exited.then(async (st) => {
       if (st.oomKilled) log.warn({ sandbox: name }, `the kernel's OOM killer killed a process in the sandbox (memory.max=${plan.cgroup?.settings['memory.max']})`);
       audit.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });

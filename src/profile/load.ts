@@ -29,6 +29,18 @@ const MAX_DEPTH = 8;
 
 /** Step 1 of the launch: read and validate; touches nothing else. */
 export function loadProfile(options: LoadProfileOptions = {}): LoadedProfile {
+  return finishProfile(readProfileBase(options), options.overrides);
+}
+
+/** The profile reference read and layered on its `extends` chain, before overrides and validation. */
+export interface ProfileBase {
+  raw: unknown;
+  sources: string[];
+  file?: string;
+}
+
+/** The file-reading half of loadProfile: what an orchestrator can share between tenants. */
+export function readProfileBase(options: Pick<LoadProfileOptions, 'profile' | 'cwd'> = {}): ProfileBase {
   const cwd = options.cwd ?? process.cwd();
   const sources: string[] = [];
   let raw: unknown;
@@ -41,11 +53,20 @@ export function loadProfile(options: LoadProfileOptions = {}): LoadedProfile {
   } else {
     raw = layerOnBase(ref, '<library options>', cwd, sources, 0);
   }
-  for (const o of options.overrides ?? []) {
+  return { raw, sources, ...(file ? { file } : {}) };
+}
+
+/** The pure half: overrides merged on a base, then validated. Does not modify `base`. */
+export function finishProfile(base: ProfileBase, overrides: unknown[] = []): LoadedProfile {
+  let raw = base.raw;
+  for (const o of overrides) {
     if (o !== undefined) raw = mergeProfiles(raw, o);
   }
-  if (isPlainObject(raw)) delete raw.extends;
-  return { profile: parseProfile(raw, sources), sources, ...(file ? { file } : {}) };
+  if (isPlainObject(raw)) {
+    raw = { ...raw };
+    delete (raw as Record<string, unknown>).extends;
+  }
+  return { profile: parseProfile(raw, base.sources), sources: [...base.sources], ...(base.file ? { file: base.file } : {}) };
 }
 
 export function parseProfile(raw: unknown, sources: string[] = []): Profile {
