@@ -1,0 +1,439 @@
+import { EventEmitter } from 'node:events';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ClawjailError, isClawjailError } from '../errors.js';
+import { launch, type LaunchOptions } from '../launch.js';
+import { logger as rootLogger, type AuditEvent } from '../log.js';
+import type { ExitStatus, Sandbox, SandboxStats } from '../sandbox.js';
+import type { PendingApproval, ApprovalVerdict } from '../services/egress/approvals.js';
+import { nextRestart, type RestartPolicy } from './backoff.js';
+import { checkTenantSet, parseTenantSpec, parseTenantsConfig, type TenantSpec, type TenantSpecInput, type TenantsConfig, type TenantsConfigInput } from './config.js';
+import { allocateUid } from './uids.js';
+
+export type TenantState = 'starting' | 'running' | 'ready' | 'backoff' | 'failed' | 'stopping' | 'stopped';
+
+export interface TenantStatus {
+  name: string;
+  state: TenantState;
+  /** Host uid its processes run as. */
+  uid: number;
+  /** Host directory mounted at /sandbox. */
+  stateDir: string;
+  /** Host pid of its sandbox's monitor while one runs. */
+  pid?: number;
+  /** Where its gateway is published on the host. */
+  gateway?: { hostAddress: string; hostPort: number; port: number };
+  restarts: number;
+  startedAt?: string;
+  lastExit?: ExitStatus;
+  lastError?: { code: string; message: string };
+}
+
+/** Everything the orchestrator reports, each tagged with its tenant. */
+export interface TenantEvent {
+  tenant: string;
+  kind: 'starting' | 'started' | 'ready' | 'exit' | 'oom' | 'restart-scheduled' | 'gave-up' | 'failed' | 'removed' | 'audit' | 'approval';
+  time: string;
+  [field: string]: unknown;
+}
+
+export interface OrchestratorOptions {
+  config?: TenantsConfigInput;
+  /** Where `{env: NAME}` credential sources are read (default process.env). Each tenant's router sees only the variables its own routes name. */
+  credentialEnv?: NodeJS.ProcessEnv;
+  logger?: Logger;
+  /** Egress approvals (when a tenant's profile turns them on), asked with the tenant's name. */
+  onApproval?: (tenant: string, pending: PendingApproval) => Promise<ApprovalVerdict | void> | ApprovalVerdict | void;
+  /** Bytes of each tenant's output (stdout and stderr) kept for logs(). Default 256 KiB. */
+  logBytes?: number;
+  /** Also pass each output chunk here (the CLI writes them to files). */
+  onOutput?: (tenant: string, stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+}
+
+export interface Orchestrator extends EventEmitter {
+  /** Starts the tenants of the config; resolves when every sandbox started (readiness follows). */
+  start(): Promise<TenantStatus[]>;
+  /** Adds and starts a tenant; resolves once its sandbox started. */
+  add(spec: TenantSpecInput): Promise<TenantStatus>;
+  /** Stops a tenant (SIGTERM, then SIGKILL after graceMs) and frees its uid. Its state dir stays. */
+  remove(name: string, graceMs?: number): Promise<void>;
+  /** Stops and starts a tenant again now, resetting its backoff. */
+  restart(name: string, graceMs?: number): Promise<TenantStatus>;
+  status(name: string): TenantStatus;
+  list(): TenantStatus[];
+  /** Resolves when the tenant is ready (its gateway answered the health path), rejects if it fails first. */
+  ready(name: string): Promise<TenantStatus>;
+  /** Resources of a tenant's sandbox now. */
+  stats(name: string): SandboxStats;
+  /** The tail of a tenant's output. */
+  logs(name: string): string;
+  /** The running sandbox of a tenant (undefined between restarts). */
+  sandbox(name: string): Sandbox | undefined;
+  /** The token the edge adds for this tenant's gateway and the one clients must present to the edge. */
+  secrets(name: string): { gatewayToken?: string; edgeToken?: string };
+  /** Stops every tenant (in parallel, SIGKILL after graceMs) and refuses new ones. */
+  close(graceMs?: number): Promise<void>;
+  readonly config: TenantsConfig;
+}
+
+interface Tenant {
+  spec: TenantSpec;
+  uid: number;
+  stateDir: string;
+  state: TenantState;
+  sandbox?: Sandbox;
+  restarts: number;
+  attempt: number;
+  startedAt?: number;
+  lastExit?: ExitStatus;
+  lastError?: { code: string; message: string };
+  timer?: NodeJS.Timeout;
+  stopping?: Promise<void>;
+  removed?: boolean;
+  log: Buffer[];
+  logSize: number;
+  secrets: { gatewayToken?: string; edgeToken?: string };
+  readyWaiters: { resolve: (s: TenantStatus) => void; reject: (e: Error) => void }[];
+  healthAbort?: AbortController;
+}
+
+/** Default place for tenants' state: root's under /var/lib, a user's under XDG_STATE_HOME. */
+export function defaultStateRoot(env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? 0): string {
+  if (uid === 0) return '/var/lib/clawjail/tenants';
+  return join(env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state'), 'clawjail', 'tenants');
+}
+
+function readSecret(source: { env: string } | { file: string }, env: NodeJS.ProcessEnv, tenant: string, what: string): string {
+  let value: string | undefined;
+  try {
+    value = 'env' in source ? env[source.env] : readFileSync(source.file, 'utf8');
+  } catch (e) {
+    throw new ClawjailError('ERR_CLAWJAIL_CREDENTIAL_MISSING', `tenant ${tenant}: cannot read the ${what} from ${'file' in source ? source.file : ''} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, {
+      hint: 'make the file readable by the orchestrator',
+    });
+  }
+  value = value?.trim();
+  if (!value) {
+    throw new ClawjailError('ERR_CLAWJAIL_CREDENTIAL_MISSING', `tenant ${tenant}: the ${what} is missing (${'env' in source ? `environment variable ${source.env} is not set` : `file ${source.file} is empty`})`, {
+      hint: 'env' in source ? `export ${source.env}=<token> where the orchestrator starts` : `put the token in ${source.file}`,
+    });
+  }
+  return value;
+}
+
+/** The only variables a tenant's router may read: the ones its own routes name. */
+export function credentialEnvFor(spec: TenantSpec, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const r of spec.routes) if (r.credential && 'env' in r.credential && env[r.credential.env] !== undefined) out[r.credential.env] = env[r.credential.env];
+  return out;
+}
+
+/** The launch() input for one tenant: pure, so it is tested as a table. */
+export function tenantLaunchOptions(spec: TenantSpec, ctx: { uid: number; stateDir: string; profile?: string; env: NodeJS.ProcessEnv }): LaunchOptions {
+  const overrides: Record<string, unknown>[] = [
+    {
+      name: spec.name,
+      identity: { uid: ctx.uid, gid: ctx.uid },
+      filesystem: { sandboxDir: ctx.stateDir },
+      network: { allow: spec.allow },
+      inference: { routes: spec.routes },
+      env: { set: spec.env },
+      ...(spec.gateway ? { publish: [{ hostPort: spec.gateway.hostPort, port: spec.gateway.port }], landlock: { bindPorts: [spec.gateway.port] } } : {}),
+    },
+  ];
+  if (spec.profile) overrides.push(spec.profile);
+  return {
+    profile: ctx.profile ?? 'default',
+    overrides,
+    command: spec.command ?? ['sh', '-c', 'echo "no command given for this tenant" >&2; exit 2'],
+    name: spec.name,
+    credentialEnv: credentialEnvFor(spec, ctx.env),
+  };
+}
+
+export function createOrchestrator(options: OrchestratorOptions = {}): Orchestrator {
+  const config = parseTenantsConfig(options.config ?? {});
+  const log = options.logger ?? rootLogger;
+  const env = options.credentialEnv ?? process.env;
+  const isRoot = process.geteuid?.() === 0;
+  const myUid = process.getuid?.() ?? 0;
+  const stateRoot = config.stateRoot ?? defaultStateRoot();
+  const logLimit = options.logBytes ?? 256 * 1024;
+  const tenants = new Map<string, Tenant>();
+  const uidsInUse = new Map<number, string>();
+  const emitter = new EventEmitter() as Orchestrator;
+  let closed = false;
+
+  const emit = (tenant: string, kind: TenantEvent['kind'], fields: Record<string, unknown> = {}) => {
+    const ev: TenantEvent = { tenant, kind, time: new Date().toISOString(), ...fields };
+    emitter.emit('event', ev);
+  };
+
+  const get = (name: string): Tenant => {
+    const t = tenants.get(name);
+    if (!t) {
+      throw new ClawjailError('ERR_CLAWJAIL_NOT_FOUND', `no tenant named ${name}`, {
+        hint: tenants.size ? `tenants: ${[...tenants.keys()].join(', ')}` : 'there are no tenants; add one first',
+      });
+    }
+    return t;
+  };
+
+  const statusOf = (t: Tenant): TenantStatus => {
+    const published = t.sandbox?.published[0];
+    return {
+      name: t.spec.name,
+      state: t.state,
+      uid: t.uid,
+      stateDir: t.stateDir,
+      ...(t.sandbox && t.state !== 'backoff' ? { pid: t.sandbox.pid } : {}),
+      ...(published && t.spec.gateway ? { gateway: published } : {}),
+      restarts: t.restarts,
+      ...(t.startedAt ? { startedAt: new Date(t.startedAt).toISOString() } : {}),
+      ...(t.lastExit ? { lastExit: t.lastExit } : {}),
+      ...(t.lastError ? { lastError: t.lastError } : {}),
+    };
+  };
+
+  /** STATEROOT (0711: tenants can reach their own dir, list nobody's) and STATEROOT/NAME (0700, the tenant's). */
+  const prepareStateDir = (t: Tenant) => {
+    mkdirSync(stateRoot, { recursive: true, mode: 0o711 });
+    const root = lstatSync(stateRoot);
+    if (!root.isDirectory() || root.uid !== myUid) {
+      throw new ClawjailError('ERR_CLAWJAIL_TENANT_STATE', `state root ${stateRoot} is not a directory owned by uid ${myUid}`, { hint: 'point stateRoot at a directory of the orchestrator\'s user', path: stateRoot });
+    }
+    if ((root.mode & 0o777) !== 0o711) chmodSync(stateRoot, 0o711);
+    try {
+      mkdirSync(t.stateDir, { mode: 0o700 });
+      if (isRoot) chownSync(t.stateDir, t.uid, t.uid);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const st = lstatSync(t.stateDir);
+    if (!st.isDirectory() || st.uid !== t.uid) {
+      throw new ClawjailError('ERR_CLAWJAIL_TENANT_STATE', `tenant ${t.spec.name}: state dir ${t.stateDir} is ${st.isDirectory() ? `owned by uid ${st.uid}` : 'not a directory'}, but the tenant runs as uid ${t.uid}`, {
+        hint: `it may hold another tenant's data; move it away, or chown -R ${t.uid}:${t.uid} ${t.stateDir} if it is this tenant's`,
+        path: t.stateDir,
+      });
+    }
+  };
+
+  const appendLog = (t: Tenant, stream: 'stdout' | 'stderr', chunk: Buffer) => {
+    options.onOutput?.(t.spec.name, stream, chunk);
+    t.log.push(chunk);
+    t.logSize += chunk.length;
+    while (t.logSize > logLimit && t.log.length > 1) t.logSize -= t.log.shift()!.length;
+  };
+
+  const settleReady = (t: Tenant, err?: Error) => {
+    const waiters = t.readyWaiters.splice(0);
+    for (const w of waiters) (err ? w.reject(err) : w.resolve(statusOf(t)));
+  };
+
+  /** Polls the gateway's health path through the sandbox's own connection until it answers 200. */
+  const watchHealth = (t: Tenant, sb: Sandbox) => {
+    const gw = t.spec.gateway;
+    const markReady = () => {
+      if (t.sandbox !== sb || t.state !== 'running') return;
+      t.state = 'ready';
+      emit(t.spec.name, 'ready', { pid: sb.pid });
+      settleReady(t);
+    };
+    if (!gw?.health) return markReady();
+    const abort = new AbortController();
+    t.healthAbort = abort;
+    let delay = 50;
+    const probe = () => {
+      if (abort.signal.aborted) return;
+      const req = http.request(
+        {
+          method: 'GET',
+          path: gw.health,
+          headers: { host: 'localhost', ...(t.secrets.gatewayToken ? { authorization: `Bearer ${t.secrets.gatewayToken}` } : {}) },
+          createConnection: (_o: unknown, cb: (err: Error | null, s?: import('node:net').Socket) => void) => {
+            sb.connect(gw.port).then((s) => cb(null, s), (e: Error) => cb(e));
+            return undefined;
+          },
+          timeout: 2000,
+        } as http.RequestOptions,
+        (res) => {
+          res.resume();
+          if (res.statusCode === 200) markReady();
+          else again();
+        },
+      );
+      req.on('timeout', () => req.destroy());
+      req.on('error', again);
+      req.end();
+    };
+    const again = () => {
+      if (abort.signal.aborted) return;
+      delay = Math.min(delay * 2, 1000);
+      const timer = setTimeout(probe, delay);
+      abort.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+    };
+    probe();
+  };
+
+  const startSandbox = async (t: Tenant): Promise<void> => {
+    const name = t.spec.name;
+    t.state = 'starting';
+    emit(name, 'starting', { uid: t.uid });
+    let sb: Sandbox;
+    try {
+      prepareStateDir(t);
+      const launchOptions = tenantLaunchOptions(t.spec, { uid: t.uid, stateDir: t.stateDir, ...(config.profile ? { profile: config.profile } : {}), env });
+      sb = await launch({
+        ...launchOptions,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        logger: log.child({ tenant: name }),
+        ...(options.onApproval ? { onApproval: (p: PendingApproval) => options.onApproval!(name, p) } : {}),
+      });
+    } catch (e) {
+      const err = isClawjailError(e) ? e : new ClawjailError('ERR_CLAWJAIL_SETUP', (e as Error).message);
+      t.lastError = { code: err.code, message: err.message.split('\n')[0]! };
+      t.state = 'failed';
+      emit(name, 'failed', { code: err.code, message: err.message });
+      settleReady(t, err);
+      throw err;
+    }
+    if (t.removed || closed) {
+      await sb.close(0);
+      return;
+    }
+    t.sandbox = sb;
+    t.startedAt = Date.now();
+    t.state = 'running';
+    sb.stdout!.on('data', (d: Buffer) => appendLog(t, 'stdout', d));
+    sb.stderr!.on('data', (d: Buffer) => appendLog(t, 'stderr', d));
+    sb.on('audit', (e: AuditEvent) => emit(name, e.kind.startsWith('egress.approval') ? 'approval' : 'audit', { audit: e }));
+    emit(name, 'started', { pid: sb.pid, uid: t.uid, ...(sb.published[0] ? { gateway: sb.published[0] } : {}) });
+    void sb.exited.then((st) => onExit(t, sb, st));
+    watchHealth(t, sb);
+  };
+
+  const onExit = (t: Tenant, sb: Sandbox, st: ExitStatus) => {
+    if (t.sandbox !== sb) return;
+    t.healthAbort?.abort();
+    t.lastExit = st;
+    const ran = Date.now() - (t.startedAt ?? Date.now());
+    emit(t.spec.name, 'exit', { ...st, ranMs: ran });
+    if (st.oomKilled) emit(t.spec.name, 'oom', { pid: sb.pid });
+    if (t.stopping || t.removed || closed) return;
+    settleReady(t, new ClawjailError('ERR_CLAWJAIL_TENANT_EXITED', `tenant ${t.spec.name} exited (status ${st.status}) before it was ready`));
+    const next = nextRestart(config.restart as RestartPolicy, t.attempt, ran);
+    t.attempt = next.attempt;
+    if (next.action === 'give-up') {
+      t.state = 'failed';
+      t.lastError = { code: 'ERR_CLAWJAIL_TENANT_CRASHING', message: `exited ${t.attempt} times in a row; not restarted` };
+      emit(t.spec.name, 'gave-up', { attempts: t.attempt });
+      return;
+    }
+    t.state = 'backoff';
+    emit(t.spec.name, 'restart-scheduled', { delayMs: next.delayMs, attempt: next.attempt });
+    t.timer = setTimeout(() => {
+      t.timer = undefined;
+      if (t.removed || closed) return;
+      t.restarts++;
+      startSandbox(t).catch((e: unknown) => {
+        // A start that fails is treated like a crash: backoff, not a dead tenant.
+        log.warn({ tenant: t.spec.name, err: e }, 'restart failed');
+        if (!t.removed && !closed) onExit(t, sb, t.lastExit ?? st);
+      });
+    }, next.delayMs);
+  };
+
+  const stopSandbox = async (t: Tenant, graceMs: number): Promise<void> => {
+    if (t.timer) clearTimeout(t.timer);
+    t.timer = undefined;
+    t.healthAbort?.abort();
+    const sb = t.sandbox;
+    if (!sb) return;
+    t.state = 'stopping';
+    t.stopping = sb.close(graceMs).then(() => undefined);
+    await t.stopping;
+    t.stopping = undefined;
+    t.state = 'stopped';
+  };
+
+  const add = async (input: TenantSpecInput): Promise<TenantStatus> => {
+    if (closed) throw new ClawjailError('ERR_CLAWJAIL_TENANT_CLOSED', 'the orchestrator is closing; no tenant can be added', { hint: 'start a new orchestrator' });
+    const spec = parseTenantSpec(input);
+    if (tenants.has(spec.name)) throw new ClawjailError('ERR_CLAWJAIL_TENANT_EXISTS', `a tenant named ${spec.name} already exists`, { hint: 'remove it first, or choose another name' });
+    checkTenantSet([...[...tenants.values()].map((x) => x.spec), spec]);
+    const uid = isRoot ? allocateUid(config.uids, uidsInUse, spec.name, spec.uid) : myUid;
+    const secrets = {
+      ...(spec.gateway?.token ? { gatewayToken: readSecret(spec.gateway.token, env, spec.name, 'gateway token') } : {}),
+      ...(spec.edge ? { edgeToken: readSecret(spec.edge.token, env, spec.name, 'edge token') } : {}),
+    };
+    const t: Tenant = { spec, uid, stateDir: join(stateRoot, spec.name), state: 'starting', restarts: 0, attempt: 0, log: [], logSize: 0, secrets, readyWaiters: [] };
+    if (isRoot) uidsInUse.set(uid, spec.name);
+    tenants.set(spec.name, t);
+    try {
+      await startSandbox(t);
+    } catch (e) {
+      tenants.delete(spec.name);
+      if (isRoot) uidsInUse.delete(uid);
+      throw e;
+    }
+    return statusOf(t);
+  };
+
+  Object.assign(emitter, {
+    config,
+    start: async () => {
+      // All at once: launch() lets each one finish as soon as its own sandbox is up.
+      const results = await Promise.allSettled(config.tenants.map((t) => add(t)));
+      const failed = results.map((r, i) => [r, config.tenants[i]!.name] as const).filter(([r]) => r.status === 'rejected');
+      if (failed.length) {
+        const first = (failed[0]![0] as PromiseRejectedResult).reason as Error;
+        log.error(`${failed.length} of ${results.length} tenants did not start: ${failed.map(([, n]) => n).join(', ')}`);
+        if (failed.length === results.length) throw first;
+      }
+      return [...tenants.values()].map(statusOf);
+    },
+    add,
+    remove: async (name: string, graceMs = 4000) => {
+      const t = get(name);
+      t.removed = true;
+      await stopSandbox(t, graceMs);
+      settleReady(t, new ClawjailError('ERR_CLAWJAIL_TENANT_REMOVED', `tenant ${name} was removed`));
+      tenants.delete(name);
+      uidsInUse.delete(t.uid);
+      emit(name, 'removed', { stateDir: t.stateDir });
+    },
+    restart: async (name: string, graceMs = 4000) => {
+      const t = get(name);
+      await stopSandbox(t, graceMs);
+      t.attempt = 0;
+      t.restarts++;
+      await startSandbox(t);
+      return statusOf(t);
+    },
+    status: (name: string) => statusOf(get(name)),
+    list: () => [...tenants.values()].map(statusOf),
+    ready: (name: string) => {
+      const t = get(name);
+      if (t.state === 'ready') return Promise.resolve(statusOf(t));
+      if (t.state === 'failed') return Promise.reject(new ClawjailError(t.lastError?.code ?? 'ERR_CLAWJAIL_SETUP', `tenant ${name} failed: ${t.lastError?.message ?? 'unknown'}`));
+      return new Promise<TenantStatus>((resolve, reject) => t.readyWaiters.push({ resolve, reject }));
+    },
+    stats: (name: string) => {
+      const sb = get(name).sandbox;
+      return sb ? sb.stats() : { processes: 0, rssBytes: 0, cpuMs: 0 };
+    },
+    logs: (name: string) => Buffer.concat(get(name).log).toString('utf8'),
+    sandbox: (name: string) => get(name).sandbox,
+    secrets: (name: string) => ({ ...get(name).secrets }),
+    close: async (graceMs = 4000) => {
+      closed = true;
+      const all = [...tenants.values()];
+      await Promise.all(all.map((t) => stopSandbox(t, graceMs)));
+      for (const t of all) settleReady(t, new ClawjailError('ERR_CLAWJAIL_TENANT_CLOSED', 'the orchestrator closed'));
+    },
+  });
+  return emitter;
+}
