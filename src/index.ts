@@ -8,3 +8,5 @@ export { buildPlan, type LaunchPlan, type BuildPlanInput } from './plan/plan.js'
 export type { EnforcementReport, LayerReport, LayerStatus, NativePlan } from './plan/types.js';
 export { ClawjailError, isClawjailError, type ClawjailErrorCode } from './errors.js';
 export type { AuditEvent } from './log.js';
+export { createOrchestrator, defaultStateRoot, type Orchestrator, type OrchestratorOptions, type TenantEvent, type TenantState, type TenantStatus } from './tenants/orchestrator.js';
+export { loadTenantsConfig, parseTenantsConfig, type TenantSpec, type TenantSpecInput, type TenantsConfig, type TenantsConfigInput } from './tenants/config.js';
