@@ -53,6 +53,9 @@ export interface OrchestratorOptions {
   onOutput?: (tenant: string, stream: 'stdout' | 'stderr', chunk: Buffer) => void;
 }
 
+/**
+ * Events: `event` (TenantEvent), `output` (tenant, 'stdout' | 'stderr', Buffer).
+ */
 export interface Orchestrator extends EventEmitter {
   /** Starts the tenants of the config; resolves when every sandbox started (readiness follows). */
   start(): Promise<TenantStatus[]>;
@@ -223,6 +226,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
 
   const appendLog = (t: Tenant, stream: 'stdout' | 'stderr', chunk: Buffer) => {
     options.onOutput?.(t.spec.name, stream, chunk);
+    emitter.emit('output', t.spec.name, stream, chunk);
     t.log.push(chunk);
     t.logSize += chunk.length;
     while (t.logSize > logLimit && t.log.length > 1) t.logSize -= t.log.shift()!.length;

@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createOrchestrator, type Orchestrator, type TenantEvent } from '../../src/index.js';
+import { IS_ROOT } from '../helpers/cli.js';
+
+let orch: Orchestrator | undefined;
+let dir: string | undefined;
+afterEach(async () => {
+  await orch?.close(500);
+  orch = undefined;
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function setup(config: Record<string, unknown> = {}) {
+  dir = mkdtempSync(join(tmpdir(), 'cj-orch-'));
+  orch = createOrchestrator({ config: { stateRoot: join(dir, 'state'), uids: { first: 73300, count: 3 }, ...config } });
+  const events: TenantEvent[] = [];
+  orch.on('event', (e: TenantEvent) => events.push(e));
+  const until = (pred: (e: TenantEvent) => boolean) =>
+    new Promise<TenantEvent>((resolve) => {
+      const hit = events.find(pred);
+      if (hit) return resolve(hit);
+      const on = (e: TenantEvent) => pred(e) && (orch!.off('event', on), resolve(e));
+      orch!.on('event', on);
+    });
+  return { orch, events, until };
+}
+
+describe('createOrchestrator', () => {
+  it('restarts a crashing tenant with backoff and gives up after maxAttempts; events carry the tenant', async () => {
+    const { orch, events, until } = setup({ restart: { initialMs: 20, factor: 2, maxMs: 1000, maxAttempts: 3 } });
+    await orch.add({ name: 'crashy', command: ['sh', '-c', 'echo boom >&2; exit 3'] });
+    const gaveUp = await until((e) => e.kind === 'gave-up');
+    expect(gaveUp).toMatchObject({ tenant: 'crashy', attempts: 3 });
+    const scheduled = events.filter((e) => e.kind === 'restart-scheduled').map((e) => e.delayMs);
+    expect(scheduled).toEqual([20, 40, 80]);
+    expect(events.filter((e) => e.kind === 'exit').map((e) => e.code)).toEqual([3, 3, 3, 3]);
+    expect(events.every((e) => e.tenant === 'crashy')).toBe(true);
+    expect(orch.status('crashy')).toMatchObject({ state: 'failed', restarts: 3, lastExit: { code: 3 }, lastError: { code: 'ERR_CLAWJAIL_TENANT_CRASHING' } });
+    expect(orch.logs('crashy')).toBe('boom\nboom\nboom\nboom\n');
+    await expect(orch.ready('crashy')).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_TENANT_CRASHING' });
+  });
+
+  it('a tenant\'s own audit events (launch, egress) reach the orchestrator tagged with it', async () => {
+    const { orch, until } = setup();
+    await orch.add({ name: 'auditor', command: ['curl', '-s', '-o', '/dev/null', '-x', 'http://127.0.0.1:3128', 'http://not-allowed.example/'] });
+    const launch = await until((e) => e.kind === 'audit' && (e.audit as { kind: string }).kind === 'launch');
+    expect(launch).toMatchObject({ tenant: 'auditor', audit: { sandbox: 'auditor' } });
+    const egress = await until((e) => e.kind === 'audit' && (e.audit as { kind: string }).kind.startsWith('egress'));
+    expect(egress).toMatchObject({ tenant: 'auditor', audit: { decision: 'deny', reason: 'not-allowlisted' } });
+  });
+
+  it('refuses a duplicate name and a clashing uid or key with a coded error; the orchestrator keeps running', async () => {
+    const { orch } = setup();
+    await orch.add({ name: 'one', command: ['sleep', '60'], uid: 73301 });
+    await expect(orch.add({ name: 'one', command: ['true'] })).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_TENANT_EXISTS', message: expect.stringContaining('a tenant named one already exists') });
+    await expect(orch.add({ name: 'two', command: ['true'], uid: 73301 })).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_TENANT_CONFIG', message: expect.stringContaining('tenants one and two share the uid 73301') });
+    await expect(orch.add({ name: 'Bad Name', command: ['true'] } as never)).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_TENANT_CONFIG', message: expect.stringContaining('name: a tenant name is') });
+    await expect(orch.add({ name: 'three', command: ['true'], gateway: { token: { env: 'NO_SUCH_TOKEN_VAR' } } })).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_CREDENTIAL_MISSING', message: expect.stringContaining('environment variable NO_SUCH_TOKEN_VAR is not set') });
+    expect(orch.list().map((t) => t.name)).toEqual(['one']);
+    expect(orch.status('one').state).toBe('ready');
+    expect(() => orch.status('nope')).toThrow(expect.objectContaining({ code: 'ERR_CLAWJAIL_NOT_FOUND' }));
+  });
+
+  it.skipIf(!IS_ROOT)('as root: a removed tenant\'s uid is free again, never shared while it exists; a full range is refused', async () => {
+    const { orch } = setup();
+    const a = await orch.add({ name: 'a', command: ['sleep', '60'] });
+    const b = await orch.add({ name: 'b', command: ['sleep', '60'] });
+    const c = await orch.add({ name: 'c', command: ['sleep', '60'] });
+    expect([a.uid, b.uid, c.uid]).toEqual([73300, 73301, 73302]);
+    expect(statSync(a.stateDir)).toMatchObject({ uid: 73300, gid: 73300 });
+    await expect(orch.add({ name: 'd', command: ['sleep', '60'] })).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_TENANT_UID', message: expect.stringContaining('no free uid left') });
+    await orch.remove('b', 500);
+    const d = await orch.add({ name: 'd', command: ['sleep', '60'] });
+    expect(d.uid).toBe(73301);
+    // b's state dir stays (state is data), owned by 73301, which is d's now. b coming back on
+    // another uid is refused rather than given a directory owned by another tenant's uid.
+    await orch.remove('c', 500);
+    await expect(orch.add({ name: 'b', command: ['true'] })).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_TENANT_STATE', message: expect.stringContaining('is owned by uid 73301, but the tenant runs as uid 73302') });
+    expect(orch.list().map((t) => t.name)).toEqual(['a', 'd']);
+  });
+
+  it('restart() replaces the sandbox; remove() stops it; stats() and close()', async () => {
+    const { orch, until } = setup();
+    const first = await orch.add({ name: 'r', command: ['sleep', '60'] });
+    await orch.ready('r');
+    expect(orch.stats('r').processes).toBeGreaterThanOrEqual(3);
+    const again = await orch.restart('r', 500);
+    expect(again.pid).not.toBe(first.pid);
+    expect(again.restarts).toBe(1);
+    expect((await until((e) => e.kind === 'exit')).signal).toBe('SIGTERM');
+    await orch.remove('r', 500);
+    expect(orch.list()).toEqual([]);
+    expect(() => process.kill(again.pid!, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
+    const armed = new Promise<void>((r) => orch.on('output', (t: string, _s: string, d: Buffer) => t === 's' && d.toString().includes('armed') && r()));
+    await orch.add({ name: 's', command: ['sh', '-c', 'trap "" TERM; echo armed; sleep 60'] });
+    await armed;
+    await orch.close(200);
+    expect(orch.status('s')).toMatchObject({ state: 'stopped', lastExit: { signal: 'SIGKILL' } });
+    await expect(orch.add({ name: 't', command: ['true'] })).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_TENANT_CLOSED' });
+  });
+});
