@@ -78,6 +78,10 @@ export const TenantsConfigSchema = z
       .refine((r) => !(r.first <= 65534 && r.first + r.count - 1 >= 65534), 'the range must not contain 65534 (nobody)')
       .default({ first: 70000, count: 10000 })
       .describe('Host uids tenants run as when the orchestrator runs as root.'),
+    mode: z
+      .enum(['namespaces', 'in-place'])
+      .optional()
+      .describe('How sandboxes are built: namespaces (default), or in-place where the host (a Kubernetes pod) forbids user namespaces; passed to launch() as its mode.'),
     restart: RestartSchema.prefault({}),
     edge: z
       .object({

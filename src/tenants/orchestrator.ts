@@ -73,6 +73,8 @@ export interface Orchestrator extends EventEmitter {
   stats(name: string): SandboxStats;
   /** The tail of a tenant's output. */
   logs(name: string): string;
+  /** A tenant's validated spec. */
+  spec(name: string): TenantSpec;
   /** The running sandbox of a tenant (undefined between restarts). */
   sandbox(name: string): Sandbox | undefined;
   /** The token the edge adds for this tenant's gateway and the one clients must present to the edge. */
@@ -292,6 +294,8 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
       const launchOptions = tenantLaunchOptions(t.spec, { uid: t.uid, stateDir: t.stateDir, ...(config.profile ? { profile: config.profile } : {}), env });
       sb = await launch({
         ...launchOptions,
+        // Where user namespaces are forbidden (a locked-down pod), the in-place mode of launch().
+        ...(config.mode ? ({ mode: config.mode } as Record<string, unknown>) : {}),
         stdio: ['ignore', 'pipe', 'pipe'],
         logger: log.child({ tenant: name }),
         ...(options.onApproval ? { onApproval: (p: PendingApproval) => options.onApproval!(name, p) } : {}),
@@ -431,6 +435,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     },
     logs: (name: string) => Buffer.concat(get(name).log).toString('utf8'),
     sandbox: (name: string) => get(name).sandbox,
+    spec: (name: string) => get(name).spec,
     secrets: (name: string) => ({ ...get(name).secrets }),
     close: async (graceMs = 4000) => {
       closed = true;
