@@ -1,3 +1,6 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { ClawjailError } from '../errors.js';
 import { applyLogLevelFlag, parse, usageError } from './args.js';
 
@@ -116,8 +119,6 @@ async function client(v: Values) {
 async function specFromFlags(name: string, v: Values, command: string[]): Promise<Record<string, unknown>> {
   let spec: Record<string, unknown> = { name };
   if (v.spec) {
-    const { readFileSync } = await import('node:fs');
-    const { parse: parseYaml } = await import('yaml');
     let raw: unknown;
     try {
       raw = parseYaml(readFileSync(v.spec, 'utf8'));
@@ -221,8 +222,6 @@ async function k8s(v: Values): Promise<number> {
     process.stdout.write(renderManifests(docs));
     return 0;
   }
-  const { mkdirSync, writeFileSync } = await import('node:fs');
-  const { join } = await import('node:path');
   mkdirSync(v.out, { recursive: true });
   const byTenant = new Map<string, object[]>();
   for (const d of docs) {

@@ -44,19 +44,27 @@ export function tenantResources(spec: TenantSpec): { requests: Record<string, st
     : { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } };
 }
 
-const envKey = (source: { env: string } | { file: string }, i: number) => ('env' in source ? source.env : `FILE_${i}`);
-
-/** The credential sources of a tenant, mapped into the pod: env sources stay env, file sources become files from the Secret. */
+/**
+ * The credential sources of a tenant, mapped into the pod: an env source stays an env variable
+ * (filled from the Secret key of the same name), a file source becomes a file from the Secret.
+ */
 function credentialMapping(spec: TenantSpec) {
-  const keys: string[] = [];
+  const env: string[] = [];
+  const files: string[] = [];
   const remap = new Map<string, { env: string } | { file: string }>();
   const sources = [...spec.routes.map((r) => r.credential), spec.gateway?.token, spec.edge?.token].filter((c): c is { env: string } | { file: string } => !!c);
-  sources.forEach((c, i) => {
-    const key = envKey(c, i);
-    if (!keys.includes(key)) keys.push(key);
-    remap.set(JSON.stringify(c), 'env' in c ? c : { file: `${SECRET_DIR}/${key}` });
-  });
-  return { keys, remap: (c: { env: string } | { file: string }) => remap.get(JSON.stringify(c)) ?? c };
+  for (const c of sources) {
+    if ('env' in c) {
+      if (!env.includes(c.env)) env.push(c.env);
+      continue;
+    }
+    const key = c.file.split('/').pop()!.replace(/[^A-Za-z0-9._-]/g, '_') || 'key';
+    let unique = key;
+    for (let n = 2; files.includes(unique) || env.includes(unique); n++) unique = `${key}-${n}`;
+    if (!remap.has(JSON.stringify(c))) files.push(unique);
+    remap.set(JSON.stringify(c), { file: `${SECRET_DIR}/${unique}` });
+  }
+  return { env, files, keys: [...env, ...files], remap: (c: { env: string } | { file: string }) => remap.get(JSON.stringify(c)) ?? c };
 }
 
 /** The tenants.yaml the pod's clawjail reads: this tenant only, with file sources moved to the Secret's mount. */
@@ -149,8 +157,7 @@ export function buildKubernetesManifests(config: TenantsConfig, options: Kuberne
       metadata: meta(`${name}-state`),
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: options.storage ?? '1Gi' } } },
     });
-    const envKeys = keys.filter((k) => !k.startsWith('FILE_'));
-    const fileKeys = keys.filter((k) => k.startsWith('FILE_'));
+    const { env: envKeys, files: fileKeys } = credentialMapping(spec);
     docs.push({
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -220,5 +227,5 @@ export function buildKubernetesManifests(config: TenantsConfig, options: Kuberne
 }
 
 export function renderManifests(docs: object[]): string {
-  return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+  return docs.map((d) => stringify(d, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n');
 }
