@@ -19,6 +19,7 @@ import type { Profile } from './profile/schema.js';
 import { InitChannel, type SetupFailure } from './services/channel.js';
 import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
 import { Sandbox, type ExitStatus } from './sandbox.js';
+import { createTurnQueue } from './turns.js';
 
 export interface LaunchOptions extends ServiceOptions {
   /** Built-in profile name, profile file, or a raw profile object. Default: "default". */
@@ -71,7 +72,13 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
   }
 }
 
-let turnTail: Promise<void> = Promise.resolve();
+/**
+ * Launches started together take turns for their CPU-bound first half (profile, plan, services,
+ * spawn). Without this, N launches started at once ran all N first halves back to back before the
+ * loop could read any sandbox's "ready", so no tenant was ready until nearly all were.
+ */
+const turns = createTurnQueue();
+const takeTurn = () => turns.take();
 
 /** Sandboxes this process launched that are still running. */
 const live = new Set<Sandbox>();
@@ -84,25 +91,6 @@ export function runningSandboxes(): Sandbox[] {
 /** Stops every running sandbox of this process (SIGTERM, SIGKILL after graceMs); resolves when all are gone. */
 export async function closeAll(graceMs = 5000): Promise<ExitStatus[]> {
   return Promise.all([...live].map((sb) => sb.close(graceMs)));
-}
-
-/**
- * Launches started together take turns for their CPU-bound first half (profile, plan, services,
- * spawn), each turn on a later event-loop iteration. Without this, N launches started at once ran
- * all N first halves back to back before the loop could read any sandbox's "ready", so no tenant
- * was ready until nearly all were. Releasing is idempotent.
- */
-function takeTurn(): Promise<() => void> {
-  const previous = turnTail;
-  let done = false;
-  let open!: () => void;
-  turnTail = new Promise<void>((resolve) => (open = resolve));
-  const release = () => {
-    if (done) return;
-    done = true;
-    setImmediate(open);
-  };
-  return previous.then(() => release);
 }
 
 async function launchInTurn(options: LaunchOptions, endTurn: () => void): Promise<Sandbox> {

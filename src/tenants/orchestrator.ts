@@ -12,6 +12,7 @@ import type { PendingApproval, ApprovalVerdict } from '../services/egress/approv
 import { nextRestart, type RestartPolicy } from './backoff.js';
 import { checkTenantSet, parseTenantSpec, parseTenantsConfig, type TenantSpec, type TenantSpecInput, type TenantsConfig, type TenantsConfigInput } from './config.js';
 import { allocateUid } from './uids.js';
+import { createTurnQueue } from '../turns.js';
 
 export type TenantState = 'starting' | 'running' | 'ready' | 'backoff' | 'failed' | 'stopping' | 'stopped';
 
@@ -171,6 +172,9 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
   const uidsInUse = new Map<number, string>();
   const emitter = new EventEmitter() as Orchestrator;
   let closed = false;
+  // Tenants added together validate and prepare one per loop iteration, interleaved with the
+  // launches already under way, so the first tenant is not held up by the checks of the last.
+  const turns = createTurnQueue();
 
   const emit = (tenant: string, kind: TenantEvent['kind'], fields: Record<string, unknown> = {}) => {
     const ev: TenantEvent = { tenant, kind, time: new Date().toISOString(), ...fields };
@@ -369,6 +373,26 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
 
   const add = async (input: TenantSpecInput): Promise<TenantStatus> => {
     if (closed) throw new ClawjailError('ERR_CLAWJAIL_TENANT_CLOSED', 'the orchestrator is closing; no tenant can be added', { hint: 'start a new orchestrator' });
+    const endTurn = await turns.take();
+    let t: Tenant;
+    try {
+      t = prepareTenant(input);
+    } finally {
+      endTurn();
+    }
+    try {
+      await startSandbox(t);
+    } catch (e) {
+      tenants.delete(t.spec.name);
+      if (isRoot) uidsInUse.delete(t.uid);
+      throw e;
+    }
+    return statusOf(t);
+  };
+
+  /** Validates a new tenant against the others and reserves its name and uid. */
+  const prepareTenant = (input: TenantSpecInput): Tenant => {
+    if (closed) throw new ClawjailError('ERR_CLAWJAIL_TENANT_CLOSED', 'the orchestrator is closing; no tenant can be added', { hint: 'start a new orchestrator' });
     const spec = parseTenantSpec(input);
     if (tenants.has(spec.name)) throw new ClawjailError('ERR_CLAWJAIL_TENANT_EXISTS', `a tenant named ${spec.name} already exists`, { hint: 'remove it first, or choose another name' });
     checkTenantSet([...[...tenants.values()].map((x) => x.spec), spec]);
@@ -380,14 +404,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     const t: Tenant = { spec, uid, stateDir: join(stateRoot, spec.name), state: 'starting', restarts: 0, attempt: 0, log: [], logSize: 0, secrets, readyWaiters: [] };
     if (isRoot) uidsInUse.set(uid, spec.name);
     tenants.set(spec.name, t);
-    try {
-      await startSandbox(t);
-    } catch (e) {
-      tenants.delete(spec.name);
-      if (isRoot) uidsInUse.delete(uid);
-      throw e;
-    }
-    return statusOf(t);
+    return t;
   };
 
   Object.assign(emitter, {
