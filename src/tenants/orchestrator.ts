@@ -50,6 +50,8 @@ export interface OrchestratorOptions {
   onApproval?: (tenant: string, pending: PendingApproval) => Promise<ApprovalVerdict | void> | ApprovalVerdict | void;
   /** Bytes of each tenant's output (stdout and stderr) kept for logs(). Default 256 KiB. */
   logBytes?: number;
+  /** Where OpenClaw is found for tenants without a command (default: clawjail's cache, then PATH). */
+  openclaw?: import('../openclaw/install.js').FindOptions;
   /** Also pass each output chunk here (the CLI writes them to files). */
   onOutput?: (tenant: string, stream: 'stdout' | 'stderr', chunk: Buffer) => void;
 }
@@ -104,6 +106,8 @@ interface Tenant {
   secrets: { gatewayToken?: string; edgeToken?: string };
   readyWaiters: { resolve: (s: TenantStatus) => void; reject: (e: Error) => void }[];
   healthAbort?: AbortController;
+  /** The gateway as run: the spec's, or OpenClaw's (port 18789, /readyz). */
+  gateway?: { port: number; hostPort: number; health?: string };
 }
 
 /** Default place for tenants' state: root's under /var/lib, a user's under XDG_STATE_HOME. */
@@ -199,7 +203,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
       uid: t.uid,
       stateDir: t.stateDir,
       ...(t.sandbox && t.state !== 'backoff' ? { pid: t.sandbox.pid } : {}),
-      ...(published && t.spec.gateway ? { gateway: published } : {}),
+      ...(published && t.gateway ? { gateway: published } : {}),
       restarts: t.restarts,
       ...(t.startedAt ? { startedAt: new Date(t.startedAt).toISOString() } : {}),
       ...(t.lastExit ? { lastExit: t.lastExit } : {}),
@@ -245,7 +249,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
 
   /** Polls the gateway's health path through the sandbox's own connection until it answers 200. */
   const watchHealth = (t: Tenant, sb: Sandbox) => {
-    const gw = t.spec.gateway;
+    const gw = t.gateway;
     const markReady = () => {
       if (t.sandbox !== sb || t.state !== 'running') return;
       t.state = 'ready';
@@ -295,7 +299,18 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     let sb: Sandbox;
     try {
       prepareStateDir(t);
-      const launchOptions = tenantLaunchOptions(t.spec, { uid: t.uid, stateDir: t.stateDir, ...(config.profile ? { profile: config.profile } : {}), env });
+      let launchOptions = tenantLaunchOptions(t.spec, { uid: t.uid, stateDir: t.stateDir, ...(config.profile ? { profile: config.profile } : {}), env });
+      t.gateway = t.spec.gateway;
+      if (!t.spec.command) {
+        const { prepareOpenClawTenant } = await import('./openclaw.js');
+        const oc = await prepareOpenClawTenant(t.spec, { uid: t.uid, isRoot, stateRoot, ...(options.openclaw ? { find: options.openclaw } : {}) });
+        t.gateway = oc.gateway;
+        t.secrets.gatewayToken ??= oc.gatewayToken;
+        const [own, ...rest] = launchOptions.overrides as Record<string, unknown>[];
+        // OpenClaw's mounts and env first, then the tenant's identity, allowlist and routes; the gateway is published by OpenClaw's part.
+        const { publish: _p, ...tenantPart } = own!;
+        launchOptions = { ...launchOptions, profile: config.profile ?? 'openclaw', overrides: [oc.overrides, { ...tenantPart, landlock: { bindPorts: [oc.gateway.port] } }, ...rest], command: oc.command };
+      }
       sb = await launch({
         ...launchOptions,
         // Where user namespaces are forbidden (a locked-down pod), the in-place mode of launch().
