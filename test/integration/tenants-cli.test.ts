@@ -69,18 +69,18 @@ describe.each(USERS)('clawjail tenants serve, as %s', (user) => {
     mkdirSync(run, { mode: 0o700 });
     if (user === 'unprivileged' && IS_ROOT) chownSync(run, UNPRIV.uid, UNPRIV.gid);
     const cfg = join(d, 'tenants.yaml');
-    writeFileSync(cfg, `stateRoot: ${state}\nuids: { first: 73600, count: 10 }\ntenants:\n  - name: web\n    command: [python3, -m, http.server, "8080", --bind, 127.0.0.1]\n    gateway: { port: 8080, health: / }\n`);
+    writeFileSync(cfg, `stateRoot: ${state}\nuids: { first: 73600, count: 10 }\nedge: { port: 0 }\ntenants:\n  - name: web\n    command: [python3, -m, http.server, "8080", --bind, 127.0.0.1]\n    gateway: { port: 8080, health: / }\n    edge: { token: { env: WEB_EDGE_TOKEN } }\n`);
     chmodSync(cfg, 0o644);
     const env = { CLAWJAIL_RUNTIME_DIR: run };
     const root = packageRootFor(user);
     const argv = [process.execPath, join(root, 'bin', 'clawjail.js'), 'tenants', 'serve', '--config', cfg];
-    const common = { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, extendEnv: false, reject: false, stdin: 'ignore' as const };
+    const common = { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', WEB_EDGE_TOKEN: 'edge-web', ...env }, extendEnv: false, reject: false, stdin: 'ignore' as const };
     const serve = user === 'unprivileged' && IS_ROOT ? execa('setpriv', ['--reuid', String(UNPRIV.uid), '--regid', String(UNPRIV.gid), '--clear-groups', ...argv], common) : execa(argv[0]!, argv.slice(1), common);
     let err = '';
     await new Promise<void>((resolve, reject) => {
       serve.stderr!.on('data', (c: Buffer) => {
         err += c.toString();
-        if (err.includes('serving 1 tenant(s)') && err.includes('web: ready')) resolve();
+        if (err.includes('serving 1 tenant(s)') && err.includes('web: ready') && err.includes('edge on')) resolve();
       });
       serve.on('exit', () => reject(new Error(`serve exited: ${err}`)));
     });
@@ -90,6 +90,13 @@ describe.each(USERS)('clawjail tenants serve, as %s', (user) => {
       const listed = JSON.parse(ls.stdout).tenants;
       expect(listed).toEqual([expect.objectContaining({ name: 'web', state: 'ready', uid: user === 'root' ? 73600 : UNPRIV.uid, stateDir: join(state, 'web') })]);
       expect(listed[0].rssBytes).toBeGreaterThan(0);
+
+      // The edge serve opened: the tenant's token reaches its gateway; no token is refused.
+      const edgePort = Number(/edge on http:\/\/127\.0\.0\.1:(\d+)\//.exec(err)![1]);
+      const viaEdge = await fetch(`http://127.0.0.1:${edgePort}/t/web/`, { headers: { authorization: 'Bearer edge-web' } });
+      expect(viaEdge.status).toBe(200);
+      expect(await viaEdge.text()).toContain('Directory listing');
+      expect((await fetch(`http://127.0.0.1:${edgePort}/t/web/`)).status).toBe(401);
 
       const again = await clawjail(['tenants', 'serve', '--config', cfg], { as: user, env });
       expect(again.exitCode).toBe(125);
