@@ -128,6 +128,10 @@ async function launchInTurn(options: LaunchOptions, endTurn: () => void): Promis
   try {
     const plan = plan3(options, profile, host, name, sandboxDir, process.pid);
     for (const w of plan.warnings) log.warn({ sandbox: name }, w);
+    if (host.isRoot) {
+      const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
+      if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
+    }
     prepareCgroup(plan, cleanups, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
     audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });

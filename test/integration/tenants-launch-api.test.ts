@@ -100,6 +100,22 @@ describe('launch() for many tenants: parallel start and the handle API', () => {
     expect(() => process.kill(a.pid, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
   });
 
+  it.skipIf(!IS_ROOT)('as root, a second running sandbox on the same host uid is warned about, naming both', async () => {
+    const warnings: string[] = [];
+    const logger = { level: 'warn', isLevelEnabled: () => true, child: () => logger, info: () => {}, warn: (_o: unknown, m?: string) => void warnings.push(String(m)), error: () => {}, debug: () => {}, trace: () => {}, fatal: () => {} };
+    const opts = (name: string, uid: number) => ({ command: ['sleep', '60'], stdio: 'ignore' as const, name, overrides: [{ identity: { uid, gid: uid } }], logger: logger as never });
+    const a = await launch(opts('uid-a', 64200));
+    const b = await launch(opts('uid-b', 64201));
+    const c = await launch(opts('uid-c', 64200));
+    try {
+      expect(warnings.filter((w) => w.includes('host uid'))).toEqual([
+        'sandbox uid-c runs as host uid 64200, like the running sandbox uid-a: give each tenant its own identity.uid (createOrchestrator allocates them)',
+      ]);
+    } finally {
+      await Promise.all([a, b, c].map((s) => s.close(500)));
+    }
+  });
+
   it.skipIf(!IS_ROOT)('as root, a missing sandbox dir is created owned by the sandbox uid (no manual chown)', async () => {
     const { mkdtempSync, statSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
