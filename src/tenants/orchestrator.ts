@@ -202,7 +202,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
       state: t.state,
       uid: t.uid,
       stateDir: t.stateDir,
-      ...(t.sandbox && t.state !== 'backoff' ? { pid: t.sandbox.pid } : {}),
+      ...(t.sandbox && t.sandbox.status().state === 'running' ? { pid: t.sandbox.pid } : {}),
       ...(published && t.gateway ? { gateway: published } : {}),
       restarts: t.restarts,
       ...(t.startedAt ? { startedAt: new Date(t.startedAt).toISOString() } : {}),
@@ -226,8 +226,14 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
     const st = lstatSync(t.stateDir);
-    if (!st.isDirectory() || st.uid !== t.uid) {
-      throw new ClawjailError('ERR_CLAWJAIL_TENANT_STATE', `tenant ${t.spec.name}: state dir ${t.stateDir} is ${st.isDirectory() ? `owned by uid ${st.uid}` : 'not a directory'}, but the tenant runs as uid ${t.uid}`, {
+    if (!st.isDirectory()) {
+      throw new ClawjailError('ERR_CLAWJAIL_TENANT_STATE', `tenant ${t.spec.name}: state dir ${t.stateDir} is not a directory`, {
+        hint: 'move it away; the orchestrator creates the directory with the tenant as owner',
+        path: t.stateDir,
+      });
+    }
+    if (st.uid !== t.uid) {
+      throw new ClawjailError('ERR_CLAWJAIL_TENANT_STATE', `tenant ${t.spec.name}: state dir ${t.stateDir} is owned by uid ${st.uid}, but the tenant runs as uid ${t.uid}`, {
         hint: `it may hold another tenant's data; move it away, or chown -R ${t.uid}:${t.uid} ${t.stateDir} if it is this tenant's`,
         path: t.stateDir,
       });
@@ -351,7 +357,12 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     if (st.oomKilled) emit(t.spec.name, 'oom', { pid: sb.pid });
     if (t.stopping || t.removed || closed) return;
     settleReady(t, new ClawjailError('ERR_CLAWJAIL_TENANT_EXITED', `tenant ${t.spec.name} exited (status ${st.status}) before it was ready`));
-    const next = nextRestart(config.restart as RestartPolicy, t.attempt, ran);
+    scheduleRestart(t, ran);
+  };
+
+  /** After a crash (or a failed restart, which counts as a run of no length): backoff, or give up. */
+  const scheduleRestart = (t: Tenant, ranMs: number) => {
+    const next = nextRestart(config.restart as RestartPolicy, t.attempt, ranMs);
     t.attempt = next.attempt;
     if (next.action === 'give-up') {
       t.state = 'failed';
@@ -366,9 +377,9 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
       if (t.removed || closed) return;
       t.restarts++;
       startSandbox(t).catch((e: unknown) => {
-        // A start that fails is treated like a crash: backoff, not a dead tenant.
-        log.warn({ tenant: t.spec.name, err: e }, 'restart failed');
-        if (!t.removed && !closed) onExit(t, sb, t.lastExit ?? st);
+        // The 'failed' event carries the error; the log gets one line, no stack.
+        log.warn({ tenant: t.spec.name, code: (e as { code?: string }).code }, `restart failed: ${String((e as Error).message).split('\n')[0]}`);
+        if (!t.removed && !closed) scheduleRestart(t, 0);
       });
     }, next.delayMs);
   };

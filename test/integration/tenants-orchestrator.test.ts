@@ -43,6 +43,33 @@ describe('createOrchestrator', () => {
     await expect(orch.ready('crashy')).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_TENANT_CRASHING' });
   });
 
+  it('a restart that cannot start (state dir replaced by a file) is retried with growing backoff, and recovers', async () => {
+    const { renameSync, writeFileSync, rmSync: rm } = await import('node:fs');
+    const { orch, events, until } = setup({ restart: { initialMs: 50, factor: 2, maxMs: 1000 } });
+    let failures = 0;
+    orch.on('event', (e: TenantEvent) => {
+      const dirOf = () => orch.status('phoenix').stateDir;
+      // Synchronous in the event: before the restart timer can fire.
+      if (e.kind === 'exit' && events.filter((x) => x.kind === 'exit').length === 1) {
+        renameSync(dirOf(), `${dirOf()}.away`);
+        writeFileSync(dirOf(), 'not a directory');
+      }
+      if (e.kind === 'failed' && ++failures === 2) {
+        rm(dirOf());
+        renameSync(`${dirOf()}.away`, dirOf());
+      }
+    });
+    await orch.add({ name: 'phoenix', command: ['sh', '-c', 'test -f /sandbox/ran && exec sleep 60; touch /sandbox/ran; exit 3'] });
+    await until((e) => e.kind === 'started' && events.filter((x) => x.kind === 'started').length === 2);
+    const failed = events.filter((e) => e.kind === 'failed');
+    expect(failed.map((e) => e.code)).toEqual(['ERR_CLAWJAIL_TENANT_STATE', 'ERR_CLAWJAIL_TENANT_STATE']);
+    expect(failed[0]!.message).toContain('is not a directory');
+    expect(events.filter((e) => e.kind === 'restart-scheduled').map((e) => e.delayMs)).toEqual([50, 100, 200]);
+    expect(events.filter((e) => e.kind === 'exit')).toHaveLength(1);
+    await orch.ready('phoenix');
+    expect(orch.status('phoenix')).toMatchObject({ state: 'ready', restarts: 3 });
+  });
+
   it('a tenant\'s own audit events (launch, egress) reach the orchestrator tagged with it', async () => {
     const { orch, until } = setup();
     await orch.add({ name: 'auditor', command: ['curl', '-s', '-o', '/dev/null', '-x', 'http://127.0.0.1:3128', 'http://not-allowed.example/'] });
