@@ -23,6 +23,11 @@ export const GatewaySchema = z
   .object({
     port: z.number().int().min(1).max(65535).default(18789).describe('Port the gateway listens on inside the sandbox (127.0.0.1).'),
     hostPort: z.number().int().min(0).max(65535).default(0).describe('Host loopback port it is published on (0: a free one, reported by `tenants ls`).'),
+    socket: z
+      .string()
+      .refine((p) => p.startsWith('/'), 'an absolute path such as /run/clawjail/gateways/acme.sock')
+      .optional()
+      .describe('Also serve the gateway on this host unix socket (mode 0600, the orchestrator\'s user), for a front proxy on the same host.'),
     health: z
       .string()
       .regex(/^\/[\x21-\x7e]*$/, 'an absolute request path such as /readyz')
@@ -145,6 +150,7 @@ export function tenantClaims(t: TenantSpec): { what: string; key: string }[] {
   const claims = [{ what: 'name', key: t.name }];
   if (t.uid !== undefined) claims.push({ what: 'uid', key: String(t.uid) });
   if (t.gateway && t.gateway.hostPort !== 0) claims.push({ what: 'gateway host port', key: String(t.gateway.hostPort) });
+  if (t.gateway?.socket) claims.push({ what: 'gateway socket', key: t.gateway.socket });
   for (const r of t.routes) if (r.credential) claims.push({ what: 'credential source', key: sourceOf(r.credential) });
   if (t.gateway?.token) claims.push({ what: 'credential source', key: sourceOf(t.gateway.token) });
   if (t.edge) {

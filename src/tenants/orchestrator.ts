@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
+import { unlinkSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -25,8 +27,8 @@ export interface TenantStatus {
   stateDir: string;
   /** Host pid of its sandbox's monitor while one runs. */
   pid?: number;
-  /** Where its gateway is published on the host. */
-  gateway?: { hostAddress: string; hostPort: number; port: number };
+  /** Where its gateway is published on the host (and the unix socket it is also served on). */
+  gateway?: { hostAddress: string; hostPort: number; port: number; socket?: string };
   restarts: number;
   startedAt?: string;
   lastExit?: ExitStatus;
@@ -107,7 +109,9 @@ interface Tenant {
   readyWaiters: { resolve: (s: TenantStatus) => void; reject: (e: Error) => void }[];
   healthAbort?: AbortController;
   /** The gateway as run: the spec's, or OpenClaw's (port 18789, /readyz). */
-  gateway?: { port: number; hostPort: number; health?: string };
+  gateway?: { port: number; hostPort: number; health?: string; socket?: string };
+  /** The host unix socket the gateway is served on, across restarts. */
+  socketServer?: net.Server;
 }
 
 /** Default place for tenants' state: root's under /var/lib, a user's under XDG_STATE_HOME. */
@@ -203,7 +207,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
       uid: t.uid,
       stateDir: t.stateDir,
       ...(t.sandbox && t.sandbox.status().state === 'running' ? { pid: t.sandbox.pid } : {}),
-      ...(published && t.gateway ? { gateway: published } : {}),
+      ...(published && t.gateway ? { gateway: { ...published, ...(t.gateway.socket ? { socket: t.gateway.socket } : {}) } } : {}),
       restarts: t.restarts,
       ...(t.startedAt ? { startedAt: new Date(t.startedAt).toISOString() } : {}),
       ...(t.lastExit ? { lastExit: t.lastExit } : {}),
@@ -343,9 +347,74 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     sb.stdout!.on('data', (d: Buffer) => appendLog(t, 'stdout', d));
     sb.stderr!.on('data', (d: Buffer) => appendLog(t, 'stderr', d));
     sb.on('audit', (e: AuditEvent) => emit(name, e.kind.startsWith('egress.approval') ? 'approval' : 'audit', { audit: e }));
+    if (t.gateway?.socket && !t.socketServer) {
+      try {
+        await serveGatewaySocket(t);
+      } catch (e) {
+        t.stopping = sb.close(0).then(() => undefined);
+        await t.stopping;
+        t.stopping = undefined;
+        t.state = 'failed';
+        t.lastError = { code: (e as ClawjailError).code, message: (e as Error).message.split('\n')[0]! };
+        emit(name, 'failed', { code: (e as ClawjailError).code, message: (e as Error).message });
+        settleReady(t, e as Error);
+        throw e;
+      }
+    }
     emit(name, 'started', { pid: sb.pid, uid: t.uid, ...(sb.published[0] ? { gateway: sb.published[0] } : {}) });
     void sb.exited.then((st) => onExit(t, sb, st));
     watchHealth(t, sb);
+  };
+
+  /**
+   * The gateway on a host unix socket: each connection goes to the tenant's current sandbox
+   * through its own connect(), so the socket outlives restarts. A stale socket file is replaced.
+   */
+  const serveGatewaySocket = async (t: Tenant) => {
+    const path = t.gateway!.socket!;
+    const port = t.gateway!.port;
+    const server = net.createServer((client) => {
+      client.pause();
+      const sb = t.sandbox;
+      if (!sb || sb.status().state !== 'running') return void client.destroy();
+      sb.connect(port).then(
+        (inner) => {
+          client.pipe(inner).pipe(client);
+          client.resume();
+          const end = () => (client.destroy(), inner.destroy());
+          client.on('error', end);
+          inner.on('error', end);
+          client.on('close', end);
+          inner.on('close', end);
+        },
+        () => client.destroy(),
+      );
+    });
+    try {
+      if (lstatSync(path).isSocket()) unlinkSync(path);
+    } catch {
+      // absent
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new ClawjailError('ERR_CLAWJAIL_SERVICE', `tenant ${t.spec.name}: cannot serve the gateway on ${path}: ${e.code ?? e.message}`, { hint: 'give gateway.socket a path in an existing directory the orchestrator may write', path })),
+      );
+      server.listen(path, () => resolve());
+    });
+    chmodSync(path, 0o600);
+    t.socketServer = server;
+  };
+
+  const closeGatewaySocket = async (t: Tenant) => {
+    const server = t.socketServer;
+    if (!server) return;
+    t.socketServer = undefined;
+    await new Promise<void>((r) => server.close(() => r()));
+    try {
+      unlinkSync(t.gateway!.socket!);
+    } catch {
+      // gone
+    }
   };
 
   const onExit = (t: Tenant, sb: Sandbox, st: ExitStatus) => {
@@ -452,6 +521,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
       t.removed = true;
       await stopSandbox(t, graceMs);
       settleReady(t, new ClawjailError('ERR_CLAWJAIL_TENANT_REMOVED', `tenant ${name} was removed`));
+      await closeGatewaySocket(t);
       tenants.delete(name);
       uidsInUse.delete(t.uid);
       emit(name, 'removed', { stateDir: t.stateDir });
@@ -483,7 +553,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     close: async (graceMs = 4000) => {
       closed = true;
       const all = [...tenants.values()];
-      await Promise.all(all.map((t) => stopSandbox(t, graceMs)));
+      await Promise.all(all.map((t) => stopSandbox(t, graceMs).then(() => closeGatewaySocket(t))));
       for (const t of all) settleReady(t, new ClawjailError('ERR_CLAWJAIL_TENANT_CLOSED', 'the orchestrator closed'));
     },
   });

@@ -70,6 +70,30 @@ describe('createOrchestrator', () => {
     expect(orch.status('phoenix')).toMatchObject({ state: 'ready', restarts: 3 });
   });
 
+  it('serves the gateway on a host unix socket (0600) that outlives a restart; a bad socket path is refused and leaves nothing running', async () => {
+    const { orch } = setup();
+    const sock = join(dir!, 'gw.sock');
+    const gw = ['python3', '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', '/sandbox'];
+    await orch.add({ name: 'sock', command: gw, gateway: { port: 8080, health: '/', socket: sock } });
+    await orch.ready('sock');
+    expect(statSync(sock).mode & 0o777).toBe(0o600);
+    expect(orch.status('sock').gateway).toMatchObject({ port: 8080, socket: sock });
+    const { request } = await import('node:http');
+    const viaSocket = () =>
+      new Promise<number>((resolve, reject) => request({ socketPath: sock, path: '/' }, (res) => (res.resume(), resolve(res.statusCode!))).on('error', reject).end());
+    expect(await viaSocket()).toBe(200);
+    await orch.restart('sock', 500);
+    await orch.ready('sock');
+    expect(await viaSocket()).toBe(200);
+    await expect(orch.add({ name: 'badsock', command: gw, gateway: { port: 8080, socket: join(dir!, 'no', 'such', 'dir', 'gw.sock') } })).rejects.toMatchObject({
+      code: 'ERR_CLAWJAIL_SERVICE',
+      message: expect.stringContaining('cannot serve the gateway on'),
+    });
+    expect(orch.list().map((t) => t.name)).toEqual(['sock']);
+    await orch.remove('sock', 500);
+    await expect(viaSocket()).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('a tenant\'s own audit events (launch, egress) reach the orchestrator tagged with it', async () => {
     const { orch, until } = setup();
     await orch.add({ name: 'auditor', command: ['curl', '-s', '-o', '/dev/null', '-x', 'http://127.0.0.1:3128', 'http://not-allowed.example/'] });

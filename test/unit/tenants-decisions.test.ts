@@ -62,6 +62,8 @@ describe('tenants config', () => {
     { label: 'duplicate names', raw: { tenants: [{ name: 'a' }, { name: 'a' }] }, message: /tenant name a is used twice/ },
     { label: 'duplicate uids', raw: { tenants: [{ name: 'a', uid: 70001 }, { name: 'b', uid: 70001 }] }, message: /tenants a and b share the uid 70001/ },
     { label: 'duplicate gateway host ports', raw: { tenants: [{ name: 'a', gateway: { hostPort: 9000 } }, { name: 'b', gateway: { hostPort: 9000 } }] }, message: /tenants a and b share the gateway host port 9000/ },
+    { label: 'a shared gateway socket', raw: { tenants: [{ name: 'a', gateway: { socket: '/run/gw.sock' } }, { name: 'b', gateway: { socket: '/run/gw.sock' } }] }, message: /tenants a and b share the gateway socket \/run\/gw\.sock/ },
+    { label: 'a relative gateway socket', raw: { tenants: [{ name: 'a', gateway: { socket: 'gw.sock' } }] }, message: /tenants\[0\]\.gateway\.socket: an absolute path/ },
     {
       label: 'a key shared between two tenants',
       raw: {
