@@ -33,6 +33,7 @@ export const GatewaySchema = z
       .regex(/^\/[\x21-\x7e]*$/, 'an absolute request path such as /readyz')
       .optional()
       .describe('HTTP path answering 200 when the gateway is ready (OpenClaw: /readyz). Without it, a tenant is ready once its sandbox started.'),
+    healthIntervalMs: z.number().int().min(50).max(3_600_000).default(10_000).describe('How often a ready gateway\'s health path is asked; three failures in a row make the tenant unready until it answers 200 again.'),
     token: CredentialSchema.optional().describe('Where the gateway\'s bearer token is read on the host; the edge adds it to requests it forwards. Never needed by clients.'),
   })
   .strict()

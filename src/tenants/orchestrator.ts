@@ -38,7 +38,7 @@ export interface TenantStatus {
 /** Everything the orchestrator reports, each tagged with its tenant. */
 export interface TenantEvent {
   tenant: string;
-  kind: 'starting' | 'started' | 'ready' | 'exit' | 'oom' | 'restart-scheduled' | 'gave-up' | 'failed' | 'removed' | 'audit' | 'approval';
+  kind: 'starting' | 'started' | 'ready' | 'unhealthy' | 'exit' | 'oom' | 'restart-scheduled' | 'gave-up' | 'failed' | 'removed' | 'audit' | 'approval';
   time: string;
   [field: string]: unknown;
 }
@@ -258,6 +258,12 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
   };
 
   /** Polls the gateway's health path through the sandbox's own connection until it answers 200. */
+  /**
+   * Readiness from the gateway's health path, asked through the sandbox's own connection: until
+   * it first answers 200 (backing off to 1 s), then every `healthIntervalMs`. Three failures in a
+   * row make a ready tenant `running` again (event `unhealthy`); a 200 makes it `ready` again.
+   * A tenant without a health path is ready once its sandbox started.
+   */
   const watchHealth = (t: Tenant, sb: Sandbox) => {
     const gw = t.gateway;
     const markReady = () => {
@@ -269,15 +275,41 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     if (!gw?.health) return markReady();
     const abort = new AbortController();
     t.healthAbort = abort;
+    const interval = t.spec.gateway?.healthIntervalMs ?? 10_000;
     let delay = 50;
+    let failures = 0;
+    const schedule = (ms: number) => {
+      if (abort.signal.aborted) return;
+      const timer = setTimeout(probe, ms);
+      abort.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+    };
+    const settle = (ok: boolean) => {
+      if (abort.signal.aborted || t.sandbox !== sb) return;
+      if (ok) {
+        failures = 0;
+        markReady();
+        return schedule(interval);
+      }
+      if (t.state === 'ready') {
+        if (++failures >= 3) {
+          t.state = 'running';
+          emit(t.spec.name, 'unhealthy', { failures, pid: sb.pid });
+        }
+        return schedule(Math.min(interval, 1000));
+      }
+      delay = Math.min(delay * 2, 1000);
+      schedule(Math.min(delay, interval));
+    };
     const probe = () => {
       if (abort.signal.aborted) return;
+      let done = false;
+      const once = (ok: boolean) => (done ? undefined : ((done = true), settle(ok)));
       const req = http.request(
         {
           method: 'GET',
           path: gw.health,
           headers: { host: 'localhost', ...(t.secrets.gatewayToken ? { authorization: `Bearer ${t.secrets.gatewayToken}` } : {}) },
-          createConnection: (_o: unknown, cb: (err: Error | null, s?: import('node:net').Socket) => void) => {
+          createConnection: (_o: unknown, cb: (err: Error | null, s?: net.Socket) => void) => {
             sb.connect(gw.port).then((s) => cb(null, s), (e: Error) => cb(e));
             return undefined;
           },
@@ -285,19 +317,12 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
         } as http.RequestOptions,
         (res) => {
           res.resume();
-          if (res.statusCode === 200) markReady();
-          else again();
+          once(res.statusCode === 200);
         },
       );
       req.on('timeout', () => req.destroy());
-      req.on('error', again);
+      req.on('error', () => once(false));
       req.end();
-    };
-    const again = () => {
-      if (abort.signal.aborted) return;
-      delay = Math.min(delay * 2, 1000);
-      const timer = setTimeout(probe, delay);
-      abort.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
     };
     probe();
   };

@@ -94,6 +94,30 @@ describe('createOrchestrator', () => {
     await expect(viaSocket()).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('a ready gateway that stops answering 200 becomes unready (unhealthy), and ready again when it recovers', async () => {
+    const { writeFileSync, unlinkSync } = await import('node:fs');
+    const { orch, events, until } = setup();
+    const GW = String.raw`
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 503 if os.path.exists('/sandbox/sick') else 200
+        self.send_response(code); self.send_header('content-length', '0'); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(('127.0.0.1', 8080), H).serve_forever()
+`;
+    await orch.add({ name: 'flaky', command: ['python3', '-c', GW], gateway: { port: 8080, health: '/readyz', healthIntervalMs: 50 } });
+    await orch.ready('flaky');
+    const sick = join(orch.status('flaky').stateDir, 'sick');
+    writeFileSync(sick, '');
+    expect(await until((e) => e.kind === 'unhealthy')).toMatchObject({ tenant: 'flaky', failures: 3 });
+    expect(orch.status('flaky').state).toBe('running');
+    unlinkSync(sick);
+    await until((e) => e.kind === 'ready' && events.filter((x) => x.kind === 'ready').length === 2);
+    expect(orch.status('flaky').state).toBe('ready');
+    expect(events.filter((e) => e.kind === 'exit')).toEqual([]);
+  });
+
   it('a tenant\'s own audit events (launch, egress) reach the orchestrator tagged with it', async () => {
     const { orch, until } = setup();
     await orch.add({ name: 'auditor', command: ['curl', '-s', '-o', '/dev/null', '-x', 'http://127.0.0.1:3128', 'http://not-allowed.example/'] });
