@@ -352,7 +352,12 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
         ...(config.mode ? ({ mode: config.mode } as Record<string, unknown>) : {}),
         stdio: ['ignore', 'pipe', 'pipe'],
         logger: log.child({ tenant: name }),
-        ...(options.onApproval ? { onApproval: (p: PendingApproval) => options.onApproval!(name, p) } : {}),
+        // Every pending approval is an event tagged with the tenant, whoever answers it (this
+        // callback, `clawjail approve`, or the timeout).
+        onApproval: (p: PendingApproval) => {
+          emit(name, 'approval', { pending: p });
+          return options.onApproval?.(name, p);
+        },
       });
     } catch (e) {
       const err = isClawjailError(e) ? e : new ClawjailError('ERR_CLAWJAIL_SETUP', (e as Error).message);

@@ -118,6 +118,29 @@ http.server.ThreadingHTTPServer(('127.0.0.1', 8080), H).serve_forever()
     expect(events.filter((e) => e.kind === 'exit')).toEqual([]);
   });
 
+  it('egress approvals are asked with the tenant\'s name and reported as tenant events', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cj-orch-'));
+    const asked: [string, string][] = [];
+    orch = createOrchestrator({
+      config: { stateRoot: join(dir, 'state'), uids: { first: 73300, count: 3 } },
+      onApproval: (tenant, p) => (asked.push([tenant, p.host]), 'deny'),
+    });
+    const events: TenantEvent[] = [];
+    orch.on('event', (e: TenantEvent) => events.push(e));
+    let out = '';
+    orch.on('output', (t: string, _s: string, d: Buffer) => t === 'asker' && (out += d.toString()));
+    await orch.add({
+      name: 'asker',
+      command: ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-x', 'http://127.0.0.1:3128', 'http://not-allowed.example/'],
+      profile: { network: { approvals: { enabled: true, timeoutMs: 20000 } } },
+    });
+    // All of the output: the stream ends once the workload is gone.
+    await new Promise<void>((r) => orch!.sandbox('asker')!.stdout!.once('end', r));
+    expect(out).toBe('403');
+    expect(asked).toEqual([['asker', 'not-allowed.example']]);
+    expect(events.find((e) => e.kind === 'approval')).toMatchObject({ tenant: 'asker', pending: { host: 'not-allowed.example', port: 80 } });
+  });
+
   it('a tenant\'s own audit events (launch, egress) reach the orchestrator tagged with it', async () => {
     const { orch, until } = setup();
     await orch.add({ name: 'auditor', command: ['curl', '-s', '-o', '/dev/null', '-x', 'http://127.0.0.1:3128', 'http://not-allowed.example/'] });
