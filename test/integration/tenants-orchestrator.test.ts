@@ -39,6 +39,9 @@ describe('createOrchestrator', () => {
     expect(events.filter((e) => e.kind === 'exit').map((e) => e.code)).toEqual([3, 3, 3, 3]);
     expect(events.every((e) => e.tenant === 'crashy')).toBe(true);
     expect(orch.status('crashy')).toMatchObject({ state: 'failed', restarts: 3, lastExit: { code: 3 }, lastError: { code: 'ERR_CLAWJAIL_TENANT_CRASHING' } });
+    // The last run's output may still be in flight at its exit: wait for its stream's end.
+    const stderr = orch.sandbox('crashy')!.stderr!;
+    if (!stderr.readableEnded) await new Promise((r) => stderr.once('end', r));
     expect(orch.logs('crashy')).toBe('boom\nboom\nboom\nboom\n');
     await expect(orch.ready('crashy')).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_TENANT_CRASHING' });
   });
