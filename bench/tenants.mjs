@@ -87,13 +87,13 @@ export async function bench() {
   const mib = (b) => b / 1048576;
   for (const r of results) {
     rows.push({ metric: `N=${r.n}: all ready`, value: r.all, unit: 'ms' });
-    rows.push({ metric: `N=${r.n}: start time per tenant`, value: r.all / r.n, unit: 'ms', target: '<= 5 ms' });
     rows.push({ metric: `N=${r.n}: first tenant ready (vs one launch alone)`, value: r.first, unit: 'ms', ratio: r.first / r.single, target: '<= 2x' });
   }
   const lo = results[0];
   const hi = results[results.length - 1];
   if (hi.n > lo.n) {
     const per = (k) => (hi[k] - lo[k]) / (hi.n - lo.n);
+    rows.push({ metric: `start time per extra tenant (N=${lo.n}→${hi.n}, all ready)`, value: per('all'), unit: 'ms', target: '<= 5 ms' });
     rows.push({ metric: `supervisor RSS per extra idle tenant (N=${lo.n}→${hi.n})`, value: mib(per('rssDelta')), unit: 'MiB', target: '<= 2 MiB' });
     rows.push({ metric: `supervisor fds per extra idle tenant`, value: per('fdDelta'), unit: 'fds' });
   }

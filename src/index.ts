@@ -10,3 +10,5 @@ export { ClawjailError, isClawjailError, type ClawjailErrorCode } from './errors
 export type { AuditEvent } from './log.js';
 export { createOrchestrator, defaultStateRoot, type Orchestrator, type OrchestratorOptions, type TenantEvent, type TenantState, type TenantStatus } from './tenants/orchestrator.js';
 export { loadTenantsConfig, parseTenantsConfig, type TenantSpec, type TenantSpecInput, type TenantsConfig, type TenantsConfigInput } from './tenants/config.js';
+export { createEdge, routeEdge } from './tenants/edge.js';
+export { buildKubernetesManifests, renderManifests, type KubernetesOptions } from './tenants/k8s.js';

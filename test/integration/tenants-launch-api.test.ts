@@ -18,7 +18,7 @@ function line(sb: Sandbox, word: string): Promise<string> {
 
 describe('launch() for many tenants: parallel start and the handle API', () => {
   it('N launches started at once do not wait for each other: the first resolves before all N were planned', async () => {
-    const N = 40;
+    const N = 60;
     // Each launch logs its enforcement report (info) once its plan is built; count them.
     let planned = 0;
     let plannedAtFirst = -1;
