@@ -52,6 +52,21 @@ describe('clawjail tenants: bad input is a clear error, never a stack trace', ()
     expect(c.stderr).toContain('tenants rm: --json does not apply here');
   });
 
+  it('add: a missing spec file, no command, a bad --gateway are named before anything is sent', async () => {
+    const d = workdir('root');
+    const a = await clawjail(['tenants', 'add', 'x', '--spec', join(d, 'missing.yaml')]);
+    expect(a.exitCode).toBe(125);
+    expect(a.stderr).toContain(`cannot read the tenant spec ${join(d, 'missing.yaml')}: ENOENT`);
+    const b = await clawjail(['tenants', 'add', 'x']);
+    expect(b.stderr).toContain('tenants add x: give the command after --, or a --spec file with one');
+    const c = await clawjail(['tenants', 'add', 'x', '--gateway', '80:99999', '--', 'true']);
+    expect(c.stderr).toContain('--gateway 80:99999: expected PORT or PORT:HOSTPORT');
+    writeFileSync(join(d, 'list.yaml'), '- a\n- b\n');
+    const e = await clawjail(['tenants', 'add', 'x', '--spec', join(d, 'list.yaml')]);
+    expect(e.stderr).toContain('must hold one tenant entry (a mapping)');
+    for (const r of [a, b, c, e]) noStack(r.stderr);
+  });
+
   it('ls without a running orchestrator says how to start one', async () => {
     const d = workdir('root');
     const r = await clawjail(['tenants', 'ls', '--socket', join(d, 'none.sock')]);
