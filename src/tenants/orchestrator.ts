@@ -488,7 +488,11 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     t.timer = undefined;
     t.healthAbort?.abort();
     const sb = t.sandbox;
-    if (!sb) return;
+    if (!sb) {
+      // Never ran (its first start failed): nothing to stop, and no retry any more.
+      if (t.state === 'backoff') t.state = 'stopped';
+      return;
+    }
     t.state = 'stopping';
     t.stopping = sb.close(graceMs).then(() => undefined);
     await t.stopping;
@@ -496,7 +500,12 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     t.state = 'stopped';
   };
 
-  const add = async (input: TenantSpecInput): Promise<TenantStatus> => {
+  /**
+   * `keep`: a tenant of the config that fails to start stays, in backoff, and is retried like a
+   * crashed one (the error is still returned). A tenant added through the API is rejected and
+   * forgotten, so its caller sees the error and nothing is left half-added.
+   */
+  const add = async (input: TenantSpecInput, keep = false): Promise<TenantStatus> => {
     if (closed) throw new ClawjailError('ERR_CLAWJAIL_TENANT_CLOSED', 'the orchestrator is closing; no tenant can be added', { hint: 'start a new orchestrator' });
     const endTurn = await turns.take();
     let t: Tenant;
@@ -508,8 +517,11 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     try {
       await startSandbox(t);
     } catch (e) {
-      tenants.delete(t.spec.name);
-      if (isRoot) uidsInUse.delete(t.uid);
+      if (keep && !closed) scheduleRestart(t, 0);
+      else {
+        tenants.delete(t.spec.name);
+        if (isRoot) uidsInUse.delete(t.uid);
+      }
       throw e;
     }
     return statusOf(t);
@@ -536,16 +548,20 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     config,
     start: async () => {
       // All at once: launch() lets each one finish as soon as its own sandbox is up.
-      const results = await Promise.allSettled(config.tenants.map((t) => add(t)));
+      const results = await Promise.allSettled(config.tenants.map((t) => add(t, true)));
       const failed = results.map((r, i) => [r, config.tenants[i]!.name] as const).filter(([r]) => r.status === 'rejected');
       if (failed.length) {
         const first = (failed[0]![0] as PromiseRejectedResult).reason as Error;
-        log.error(`${failed.length} of ${results.length} tenants did not start: ${failed.map(([, n]) => n).join(', ')}`);
-        if (failed.length === results.length) throw first;
+        // Every tenant failing is a problem of the host or the config, not of a tenant: stop.
+        if (failed.length === results.length) {
+          await emitter.close(0);
+          throw first;
+        }
+        log.error(`${failed.length} of ${results.length} tenants did not start (retried with backoff): ${failed.map(([, n]) => n).join(', ')}`);
       }
       return [...tenants.values()].map(statusOf);
     },
-    add,
+    add: (spec: TenantSpecInput) => add(spec),
     remove: async (name: string, graceMs = 4000) => {
       const t = get(name);
       t.removed = true;

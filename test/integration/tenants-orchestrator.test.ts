@@ -144,6 +144,31 @@ http.server.ThreadingHTTPServer(('127.0.0.1', 8080), H).serve_forever()
     expect(events.find((e) => e.kind === 'approval')).toMatchObject({ tenant: 'asker', pending: { host: 'not-allowed.example', port: 80 } });
   });
 
+  it('start(): a config tenant that cannot start stays visible and is retried; when every tenant fails, start() rejects', async () => {
+    const { orch, until } = setup({
+      restart: { initialMs: 20, maxAttempts: 2 },
+      tenants: [
+        { name: 'good', command: ['sleep', '60'] },
+        { name: 'bad', command: ['no-such-binary-here'] },
+      ],
+    });
+    const started = await orch.start();
+    expect(started.map((t) => t.name).sort()).toEqual(['bad', 'good']);
+    expect(orch.status('bad')).toMatchObject({ lastError: { code: 'ERR_CLAWJAIL_NOT_FOUND', message: expect.stringContaining('command not found inside the sandbox: no-such-binary-here') } });
+    expect(await until((e) => e.kind === 'gave-up')).toMatchObject({ tenant: 'bad', attempts: 2 });
+    expect(orch.status('good').state).toBe('ready');
+    await orch.close(200);
+
+    const dir2 = mkdtempSync(join(tmpdir(), 'cj-orch-'));
+    try {
+      const all = createOrchestrator({ config: { stateRoot: join(dir2, 'state'), tenants: [{ name: 'bad', command: ['no-such-binary-here'] }] } });
+      await expect(all.start()).rejects.toMatchObject({ code: 'ERR_CLAWJAIL_NOT_FOUND', exitCode: 127 });
+      expect(all.status('bad')).toMatchObject({ state: 'stopped', lastError: { code: 'ERR_CLAWJAIL_NOT_FOUND' } });
+    } finally {
+      rmSync(dir2, { recursive: true, force: true });
+    }
+  });
+
   it('a tenant\'s own audit events (launch, egress) reach the orchestrator tagged with it', async () => {
     const { orch, until } = setup();
     await orch.add({ name: 'auditor', command: ['curl', '-s', '-o', '/dev/null', '-x', 'http://127.0.0.1:3128', 'http://not-allowed.example/'] });
