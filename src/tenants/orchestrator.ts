@@ -13,7 +13,7 @@ import type { ExitStatus, Sandbox, SandboxStats } from '../sandbox.js';
 import type { PendingApproval, ApprovalVerdict } from '../services/egress/approvals.js';
 import { nextRestart, type RestartPolicy } from './backoff.js';
 import { checkTenantSet, parseTenantSpec, parseTenantsConfig, type TenantSpec, type TenantSpecInput, type TenantsConfig, type TenantsConfigInput } from './config.js';
-import { allocateUid } from './uids.js';
+import { allocateUid, parsePasswdUids } from './uids.js';
 import { createTurnQueue } from '../turns.js';
 
 export type TenantState = 'starting' | 'running' | 'ready' | 'backoff' | 'failed' | 'stopping' | 'stopped';
@@ -183,6 +183,14 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
   // Tenants added together validate and prepare one per loop iteration, interleaved with the
   // launches already under way, so the first tenant is not held up by the checks of the last.
   const turns = createTurnQueue();
+
+  const hostAccounts = (): Set<number> => {
+    try {
+      return parsePasswdUids(readFileSync('/etc/passwd', 'utf8'));
+    } catch {
+      return new Set();
+    }
+  };
 
   const emit = (tenant: string, kind: TenantEvent['kind'], fields: Record<string, unknown> = {}) => {
     const ev: TenantEvent = { tenant, kind, time: new Date().toISOString(), ...fields };
@@ -533,7 +541,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     const spec = parseTenantSpec(input);
     if (tenants.has(spec.name)) throw new ClawjailError('ERR_CLAWJAIL_TENANT_EXISTS', `a tenant named ${spec.name} already exists`, { hint: 'remove it first, or choose another name' });
     checkTenantSet([...[...tenants.values()].map((x) => x.spec), spec]);
-    const uid = isRoot ? allocateUid(config.uids, uidsInUse, spec.name, spec.uid) : myUid;
+    const uid = isRoot ? allocateUid(config.uids, uidsInUse, spec.name, spec.uid, hostAccounts()) : myUid;
     const secrets = {
       ...(spec.gateway?.token ? { gatewayToken: readSecret(spec.gateway.token, env, spec.name, 'gateway token') } : {}),
       ...(spec.edge ? { edgeToken: readSecret(spec.edge.token, env, spec.name, 'edge token') } : {}),

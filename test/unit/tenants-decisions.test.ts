@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { nextRestart, DEFAULT_RESTART } from '../../src/tenants/backoff.js';
 import { checkTenantSet, parseTenantsConfig, parseTenantSpec } from '../../src/tenants/config.js';
 import { credentialEnvFor, tenantLaunchOptions } from '../../src/tenants/orchestrator.js';
-import { allocateUid } from '../../src/tenants/uids.js';
+import { allocateUid, parsePasswdUids } from '../../src/tenants/uids.js';
 
 const range = { first: 70000, count: 3 };
 
 describe('allocateUid', () => {
-  const cases: { label: string; inUse: [number, string][]; tenant: string; requested?: number; want: number | RegExp }[] = [
+  const cases: { label: string; inUse: [number, string][]; tenant: string; requested?: number; accounts?: number[]; want: number | RegExp }[] = [
     { label: 'first free uid of an empty range', inUse: [], tenant: 'a', want: 70000 },
     { label: 'skips uids held by other tenants', inUse: [[70000, 'a'], [70001, 'b']], tenant: 'c', want: 70002 },
     { label: 'fills a hole left by a removed tenant', inUse: [[70000, 'a'], [70002, 'c']], tenant: 'd', want: 70001 },
@@ -15,15 +15,21 @@ describe('allocateUid', () => {
     { label: 'a requested free uid is granted', inUse: [[70000, 'a']], tenant: 'b', requested: 70002, want: 70002 },
     { label: 'a requested uid of another tenant is refused', inUse: [[70000, 'a']], tenant: 'b', requested: 70000, want: /uid 70000 already belongs to tenant a/ },
     { label: 'a requested uid outside the range is refused', inUse: [], tenant: 'b', requested: 61000, want: /outside the tenant uid range 70000-70002/ },
+    { label: 'skips uids of host accounts', inUse: [], tenant: 'a', accounts: [70000, 70001], want: 70002 },
+    { label: 'a requested uid of a host account is refused', inUse: [], tenant: 'a', requested: 70001, accounts: [70001], want: /uid 70001 belongs to an account of this host/ },
     { label: 'a full range is refused', inUse: [[70000, 'a'], [70001, 'b'], [70002, 'c']], tenant: 'd', want: /no free uid left .* \(3 tenants\)/ },
   ];
   for (const c of cases) {
     it(c.label, () => {
-      const run = () => allocateUid(range, new Map(c.inUse), c.tenant, c.requested);
+      const run = () => allocateUid(range, new Map(c.inUse), c.tenant, c.requested, new Set(c.accounts ?? []));
       if (typeof c.want === 'number') expect(run()).toBe(c.want);
       else expect(run).toThrow(expect.objectContaining({ code: 'ERR_CLAWJAIL_TENANT_UID', message: expect.stringMatching(c.want) }));
     });
   }
+});
+
+it('parsePasswdUids reads the third field of each account line', () => {
+  expect([...parsePasswdUids('root:x:0:0:root:/root:/bin/bash\n# comment\nnobody:x:65534:65534::/:/usr/sbin/nologin\nbroken\n\nalice:x:70001:70001::/home/a:/bin/sh\n')]).toEqual([0, 65534, 70001]);
 });
 
 describe('nextRestart', () => {
