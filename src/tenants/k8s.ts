@@ -29,7 +29,9 @@ export interface KubernetesOptions {
 
 export const DEFAULT_IMAGE = 'ghcr.io/clawjail/clawjail:latest';
 const EDGE_PORT = 8080;
-const STATE_DIR = '/var/lib/clawjail/tenants';
+/** The volume is mounted one level up: its root belongs to root (group fsGroup), and the orchestrator wants a state root of its own user, which it creates. */
+const VOLUME_DIR = '/var/lib/clawjail';
+const STATE_DIR = `${VOLUME_DIR}/tenants`;
 const CONFIG_DIR = '/etc/clawjail';
 const SECRET_DIR = '/run/secrets/clawjail';
 
@@ -186,7 +188,7 @@ export function buildKubernetesManifests(config: TenantsConfig, options: Kuberne
                 securityContext: sec.container,
                 volumeMounts: [
                   { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
-                  { name: 'state', mountPath: STATE_DIR },
+                  { name: 'state', mountPath: VOLUME_DIR },
                   { name: 'run', mountPath: '/run/clawjail' },
                   { name: 'tmp', mountPath: '/tmp' },
                   ...(fileKeys.length ? [{ name: 'secrets', mountPath: SECRET_DIR, readOnly: true }] : []),

@@ -3,7 +3,7 @@ import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { clawjail, IS_ROOT, packageRootFor, UNPRIV, USERS } from '../helpers/cli.js';
+import { clawjail, IS_ROOT, packageRootFor, ROOT, UNPRIV, USERS } from '../helpers/cli.js';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -73,6 +73,50 @@ describe('clawjail tenants: bad input is a clear error, never a stack trace', ()
     expect(r.exitCode).toBe(125);
     expect(r.stderr).toContain(`no tenants orchestrator is listening on ${join(d, 'none.sock')} (ENOENT)`);
     expect(r.stderr).toContain('clawjail tenants serve --config tenants.yaml');
+  });
+});
+
+describe('the pod\'s tenants.yaml from `tenants k8s`', () => {
+  it('runs under `tenants serve` as a non-root user: the tenant is ready and the edge answers with its token only', async () => {
+    const user = USERS.includes('unprivileged') ? 'unprivileged' : 'root';
+    const d = workdir(user);
+    const run = join(d, 'run');
+    mkdirSync(run, { mode: 0o700 });
+    if (user === 'unprivileged' && IS_ROOT) chownSync(run, UNPRIV.uid, UNPRIV.gid);
+    const out = join(d, 'k8s');
+    const gen = await clawjail(['tenants', 'k8s', '--config', join(ROOT, 'deploy/kubernetes/tenants.example.yaml'), '--out', out]);
+    expect(gen.exitCode).toBe(0);
+    const { parseAllDocuments, parse: parseYaml, stringify } = await import('yaml');
+    const configMap = parseAllDocuments(readFileSync(join(out, 'acme.yaml'), 'utf8')).map((x) => x.toJS()).find((x) => x.kind === 'ConfigMap');
+    const podConfig = parseYaml(configMap.data['tenants.yaml']);
+    // The pod's paths and port, moved to this machine: state in a temp dir, the edge on a free port.
+    podConfig.stateRoot = join(d, 'state');
+    podConfig.edge = { port: 0, host: '127.0.0.1' };
+    const cfg = join(d, 'pod-tenants.yaml');
+    writeFileSync(cfg, stringify(podConfig));
+    chmodSync(cfg, 0o644);
+    const root = packageRootFor(user);
+    const argv = [process.execPath, join(root, 'bin', 'clawjail.js'), 'tenants', 'serve', '--config', cfg];
+    const common = { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAWJAIL_RUNTIME_DIR: run, ACME_EDGE_TOKEN: 'edge-acme', ACME_OPENAI_KEY: 'sk-acme' }, extendEnv: false, reject: false, stdin: 'ignore' as const };
+    const serve = user === 'unprivileged' && IS_ROOT ? execa('setpriv', ['--reuid', String(UNPRIV.uid), '--regid', String(UNPRIV.gid), '--clear-groups', ...argv], common) : execa(argv[0]!, argv.slice(1), common);
+    let err = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        serve.stderr!.on('data', (c: Buffer) => {
+          err += c.toString();
+          if (err.includes('acme: ready') && err.includes('edge on')) resolve();
+        });
+        serve.on('exit', () => reject(new Error(`serve exited: ${err}`)));
+      });
+      const port = Number(/edge on http:\/\/127\.0\.0\.1:(\d+)\//.exec(err)![1]);
+      const ok = await fetch(`http://127.0.0.1:${port}/t/acme/`, { headers: { authorization: 'Bearer edge-acme' } });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain('Directory listing');
+      expect((await fetch(`http://127.0.0.1:${port}/t/acme/`, { headers: { authorization: 'Bearer sk-acme' } })).status).toBe(401);
+    } finally {
+      serve.kill('SIGTERM');
+      await serve;
+    }
   });
 });
 
