@@ -542,6 +542,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     if (tenants.has(spec.name)) throw new ClawjailError('ERR_CLAWJAIL_TENANT_EXISTS', `a tenant named ${spec.name} already exists`, { hint: 'remove it first, or choose another name' });
     checkTenantSet([...[...tenants.values()].map((x) => x.spec), spec]);
     const uid = isRoot ? allocateUid(config.uids, uidsInUse, spec.name, spec.uid, hostAccounts()) : myUid;
+    if (!isRoot && spec.uid !== undefined) log.warn({ tenant: spec.name }, `tenant ${spec.name}: uid ${spec.uid} is ignored: an orchestrator that is not root runs every tenant as its own uid ${myUid}`);
     const secrets = {
       ...(spec.gateway?.token ? { gatewayToken: readSecret(spec.gateway.token, env, spec.name, 'gateway token') } : {}),
       ...(spec.edge ? { edgeToken: readSecret(spec.edge.token, env, spec.name, 'edge token') } : {}),
