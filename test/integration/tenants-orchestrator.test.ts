@@ -93,7 +93,13 @@ describe('createOrchestrator', () => {
       message: expect.stringContaining('cannot serve the gateway on'),
     });
     expect(orch.list().map((t) => t.name)).toEqual(['sock']);
+    // An open client connection does not hold up remove(); it is ended.
+    const { connect } = await import('node:net');
+    const held = connect(sock);
+    const heldClosed = new Promise((r) => held.on('close', r));
+    await new Promise((r) => held.once('connect', r));
     await orch.remove('sock', 500);
+    await heldClosed;
     await expect(viaSocket()).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
