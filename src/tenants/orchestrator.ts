@@ -112,7 +112,6 @@ interface Tenant {
   gateway?: { port: number; hostPort: number; health?: string; socket?: string };
   /** The host unix socket the gateway is served on, across restarts. */
   socketServer?: net.Server;
-  socketClients?: Set<net.Socket>;
 }
 
 /** Default place for tenants' state: root's under /var/lib, a user's under XDG_STATE_HOME. */
@@ -412,11 +411,8 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
   const serveGatewaySocket = async (t: Tenant) => {
     const path = t.gateway!.socket!;
     const port = t.gateway!.port;
-    const clients = new Set<net.Socket>();
     const server = net.createServer((client) => {
       client.pause();
-      clients.add(client);
-      client.once('close', () => clients.delete(client));
       const sb = t.sandbox;
       if (!sb || sb.status().state !== 'running') return void client.destroy();
       sb.connect(port).then(
@@ -445,17 +441,14 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
     });
     chmodSync(path, 0o600);
     t.socketServer = server;
-    t.socketClients = clients;
   };
 
   const closeGatewaySocket = async (t: Tenant) => {
     const server = t.socketServer;
     if (!server) return;
     t.socketServer = undefined;
-    // close() waits for open connections: the tenant is going away, so they end now.
-    const closed = new Promise<void>((r) => server.close(() => r()));
-    t.socketClients?.forEach((c) => c.destroy());
-    await closed;
+    // Open connections end with the sandbox they lead to, which is stopped first.
+    await new Promise<void>((r) => server.close(() => r()));
     try {
       unlinkSync(t.gateway!.socket!);
     } catch {

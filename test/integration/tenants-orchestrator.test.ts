@@ -93,7 +93,7 @@ describe('createOrchestrator', () => {
       message: expect.stringContaining('cannot serve the gateway on'),
     });
     expect(orch.list().map((t) => t.name)).toEqual(['sock']);
-    // An open client connection does not hold up remove(); it is ended.
+    // An open client connection does not hold up remove(); it ends with the sandbox.
     const { connect } = await import('node:net');
     const held = connect(sock);
     const heldClosed = new Promise((r) => held.on('close', r));
