@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, with ratios against the peers measured in the same run.
 // BENCH_ONLY=launch,seccomp runs a subset.
-const ALL = ['launch', 'seccomp', 'egress', 'inference', 'openclaw'];
+const ALL = ['launch', 'seccomp', 'egress', 'inference', 'tenants', 'openclaw'];
 const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : ALL;
 
 const fmt = (v) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(3)) : String(v ?? ''));

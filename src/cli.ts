@@ -27,6 +27,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./cli/profile.js')).profileCommand(rest);
       case 'openclaw':
         return await (await import('./cli/openclaw.js')).openclawCommand(rest);
+      case 'tenants':
+        return await (await import('./cli/tenants.js')).tenantsCommand(rest);
       case '--version':
       case '-V':
       case 'version':
@@ -39,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        say('error', `unknown command '${cmd}'\n  hint: one of run, doctor, approvals, approve, deny, profile, openclaw (clawjail --help)`, { code: 'ERR_CLAWJAIL_USAGE' });
+        say('error', `unknown command '${cmd}'\n  hint: one of run, doctor, approvals, approve, deny, profile, openclaw, tenants (clawjail --help)`, { code: 'ERR_CLAWJAIL_USAGE' });
         return 125;
     }
   } catch (e) {
@@ -90,6 +92,7 @@ Usage:
   clawjail approve ID [--always] [--name N]     let a pending destination through
   clawjail deny ID [--name N]                   refuse a pending destination
   clawjail profile show|schema [--profile P]    the merged profile, or every field explained
+  clawjail tenants serve|ls|add|rm|logs|k8s     one sandbox per tenant (clawjail tenants --help)
 
 Run 'clawjail run --help' for the run options. Exit status: the command's own; 128+N when it
 was killed by signal N; 125 when clawjail itself failed; 126 not executable; 127 not found.

@@ -20,6 +20,7 @@ import type { Profile } from './profile/schema.js';
 import { InitChannel, MALFORMED_RECORD_STEP, type SetupFailure } from './services/channel.js';
 import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
 import { Sandbox, type ExitStatus } from './sandbox.js';
+import { createTurnQueue } from './turns.js';
 
 export interface LaunchOptions extends ServiceOptions {
   /** Built-in profile name, profile file, or a raw profile object. Default: "default". */
@@ -66,6 +67,36 @@ export async function planLaunch(options: LaunchOptions): Promise<{ plan: Launch
  * sandbox cannot be built as asked, after everything it started is gone.
  */
 export async function launch(options: LaunchOptions): Promise<Sandbox> {
+  const endTurn = await takeTurn();
+  try {
+    return await launchInTurn(options, endTurn);
+  } finally {
+    endTurn();
+  }
+}
+
+/**
+ * Launches started together take turns for their CPU-bound first half (profile, plan, services,
+ * spawn). Without this, N launches started at once ran all N first halves back to back before the
+ * loop could read any sandbox's "ready", so no tenant was ready until nearly all were.
+ */
+const turns = createTurnQueue();
+const takeTurn = () => turns.take();
+
+/** Sandboxes this process launched that are still running. */
+const live = new Set<Sandbox>();
+
+/** Every sandbox launched by this process and still running. */
+export function runningSandboxes(): Sandbox[] {
+  return [...live];
+}
+
+/** Stops every running sandbox of this process (SIGTERM, SIGKILL after graceMs); resolves when all are gone. */
+export async function closeAll(graceMs = 5000): Promise<ExitStatus[]> {
+  return Promise.all([...live].map((sb) => sb.close(graceMs)));
+}
+
+async function launchInTurn(options: LaunchOptions, endTurn: () => void): Promise<Sandbox> {
   const log = options.logger ?? rootLogger;
   // 1. profile
   const loaded = await loadProfileCached(loadOptions(options));
@@ -79,10 +110,11 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
   const cleanups: (() => void | Promise<void>)[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
   let services: RunningServices | undefined;
+  const early: AuditEvent[] = [];
   const audit = createAuditSink({
     log,
     ...(options.auditLog ?? profile.network.auditLog ? { file: (options.auditLog ?? profile.network.auditLog)! } : {}),
-    listener: (e) => sandbox?.emitAudit(e),
+    listener: (e) => (sandbox ? sandbox.emitAudit(e) : early.push(e)),
   });
   let sandbox: Sandbox | undefined;
   const teardown = async () => {
@@ -99,6 +131,10 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
   try {
     const plan = plan3(options, profile, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
     for (const w of plan.warnings) log.warn({ sandbox: name }, w);
+    if (host.isRoot) {
+      const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
+      if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
+    }
     prepareCgroup(plan, cleanups, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
     audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
@@ -126,6 +162,7 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
       addon().closeFd(planFd);
       addon().closeFd(theirs);
       stdio.closeChildEnds();
+      endTurn();
     }
     const pid = spawned.pid;
     let alive = true;
@@ -163,7 +200,10 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
       throw e;
     }
     sandbox = new Sandbox({ plan, pid, kill, stdio: stdio.parentStreams, channel, exited, published });
+    sandbox.replayAudit(early.splice(0));
     const handle = sandbox;
+    live.add(handle);
+    void exited.then(() => live.delete(handle));
     exited.then(async (st) => {
       if (st.oomKilled) log.warn({ sandbox: name }, `the kernel's OOM killer killed a process in the sandbox (memory.max=${plan.cgroup?.settings['memory.max']})`);
       audit.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });

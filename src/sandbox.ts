@@ -5,6 +5,25 @@ import type { AuditEvent } from './log.js';
 import type { LaunchPlan } from './plan/plan.js';
 import type { EnforcementReport } from './plan/types.js';
 import type { InitChannel } from './services/channel.js';
+import { descendants, readProcessTable, residentBytes, USER_HZ } from './host/proc-stats.js';
+
+/** What a sandbox is doing now. */
+export interface SandboxStatus {
+  name: string;
+  state: 'running' | 'exited';
+  /** Host pid of the monitor process. */
+  pid: number;
+  /** When launch() resolved (ISO time). */
+  startedAt: string;
+  exit?: ExitStatus;
+}
+
+/** Resources the sandbox's processes use now (monitor, init and the workload's tree). */
+export interface SandboxStats {
+  processes: number;
+  rssBytes: number;
+  cpuMs: number;
+}
 
 export interface ExitStatus {
   /** Exit code of the workload, or null when a signal ended it. */
@@ -38,8 +57,11 @@ export class Sandbox extends EventEmitter {
   readonly stderr: Readable | null;
   /** Where the workload's /sandbox lives on the host (removed at exit when temporary). */
   readonly sandboxDir: string;
+  readonly startedAt: Date;
   private readonly killer: (signal: NodeJS.Signals | number) => boolean;
   private readonly channel: InitChannel;
+  private exitStatus: ExitStatus | undefined;
+  private held: AuditEvent[] | undefined;
 
   /** @internal */
   constructor(init: {
@@ -64,6 +86,44 @@ export class Sandbox extends EventEmitter {
     this.stdin = init.stdio.stdin;
     this.stdout = init.stdio.stdout;
     this.stderr = init.stdio.stderr;
+    this.startedAt = new Date();
+    void this.exited.then((st) => (this.exitStatus = st));
+  }
+
+  status(): SandboxStatus {
+    return {
+      name: this.name,
+      state: this.exitStatus ? 'exited' : 'running',
+      pid: this.pid,
+      startedAt: this.startedAt.toISOString(),
+      ...(this.exitStatus ? { exit: this.exitStatus } : {}),
+    };
+  }
+
+  /** Process count, resident memory and CPU time of the sandbox's processes, read from /proc. */
+  stats(): SandboxStats {
+    if (this.exitStatus) return { processes: 0, rssBytes: 0, cpuMs: 0 };
+    const procs = descendants(this.pid, readProcessTable());
+    return {
+      processes: procs.length,
+      rssBytes: procs.reduce((n, p) => n + residentBytes(p.pid), 0),
+      cpuMs: procs.reduce((n, p) => n + (p.cpuTicks * 1000) / USER_HZ, 0),
+    };
+  }
+
+  /**
+   * Stops the sandbox: SIGTERM to the workload, SIGKILL after `graceMs` if it is still there.
+   * Resolves with the exit status once everything is gone.
+   */
+  async close(graceMs = 5000): Promise<ExitStatus> {
+    if (this.exitStatus) return this.exitStatus;
+    this.kill('SIGTERM');
+    const timer = setTimeout(() => this.kill('SIGKILL'), graceMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Sends a signal to the workload (through the monitor and the sandbox's init). */
@@ -78,6 +138,21 @@ export class Sandbox extends EventEmitter {
 
   /** @internal */
   emitAudit(event: AuditEvent): void {
-    this.emit('audit', event);
+    if (this.held) this.held.push(event);
+    else this.emit('audit', event);
+  }
+
+  /**
+   * @internal Events emitted while launch() was still running (the `launch` event among them)
+   * are delivered on the next turn of the event loop, after the caller had the handle and could
+   * attach its listener.
+   */
+  replayAudit(events: AuditEvent[]): void {
+    this.held = [...events];
+    setImmediate(() => {
+      const held = this.held ?? [];
+      this.held = undefined;
+      for (const e of held) this.emit('audit', e);
+    });
   }
 }

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { cacheGet, cachePut } from '../cache.js';
 import { profilesDir } from '../paths.js';
-import type { LoadedProfile, LoadProfileOptions } from './load.js';
+import type { LoadedProfile, LoadProfileOptions, ProfileBase } from './load.js';
 
 /**
  * loadProfile with caches in front: in memory for a long-lived orchestrator, on disk for the CLI.
@@ -9,6 +9,12 @@ import type { LoadedProfile, LoadProfileOptions } from './load.js';
  * profile is always re-read and re-validated.
  */
 const memory = new Map<string, { loaded: LoadedProfile; stamps: string[] }>();
+/**
+ * The files of a profile reference, read and layered, without overrides: an orchestrator's tenants
+ * share one profile and differ only in their overrides (uid, state dir, routes), so each new
+ * tenant costs a merge and a validation, not a YAML parse of every file in the chain.
+ */
+const bases = new Map<string, { base: ProfileBase; stamps: string[] }>();
 
 function stamp(path: string): string {
   try {
@@ -37,8 +43,23 @@ export async function loadProfileCached(options: LoadProfileOptions): Promise<Lo
       return structuredClone(hit.loaded);
     }
   }
-  const { loadProfile } = await import('./load.js');
-  const loaded = loadProfile(options);
+  const { readProfileBase, finishProfile } = await import('./load.js');
+  let baseKey: string | undefined;
+  try {
+    baseKey = JSON.stringify([options.profile ?? 'default', options.cwd ?? process.cwd()]);
+  } catch {
+    baseKey = undefined;
+  }
+  let base = baseKey !== undefined ? bases.get(baseKey) : undefined;
+  if (!base || !fresh(base.stamps)) {
+    const read = readProfileBase(options);
+    base = { base: read, stamps: read.sources.map(stamp) };
+    if (baseKey !== undefined) {
+      if (bases.size >= 16) bases.delete(bases.keys().next().value!);
+      bases.set(baseKey, base);
+    }
+  }
+  const loaded = finishProfile(base.base, options.overrides, options.fieldLabels);
   if (key !== undefined) {
     const entry = { loaded: structuredClone(loaded), stamps: loaded.sources.map(stamp) };
     if (memory.size >= 64) memory.delete(memory.keys().next().value!);

@@ -35,6 +35,18 @@ const MAX_DEPTH = 8;
 
 /** Step 1 of the launch: read and validate; touches nothing else. */
 export function loadProfile(options: LoadProfileOptions = {}): LoadedProfile {
+  return finishProfile(readProfileBase(options), options.overrides, options.fieldLabels);
+}
+
+/** The profile reference read and layered on its `extends` chain, before overrides and validation. */
+export interface ProfileBase {
+  raw: unknown;
+  sources: string[];
+  file?: string;
+}
+
+/** The file-reading half of loadProfile: what an orchestrator can share between tenants. */
+export function readProfileBase(options: Pick<LoadProfileOptions, 'profile' | 'cwd'> = {}): ProfileBase {
   const cwd = options.cwd ?? process.cwd();
   const sources: string[] = [];
   let raw: unknown;
@@ -47,19 +59,28 @@ export function loadProfile(options: LoadProfileOptions = {}): LoadedProfile {
   } else {
     raw = layerOnBase(ref, '<library options>', cwd, sources, 0);
   }
-  for (const o of options.overrides ?? []) {
+  return { raw, sources, ...(file ? { file } : {}) };
+}
+
+/** The pure half: overrides merged on a base, then validated. Does not modify `base`. */
+export function finishProfile(base: ProfileBase, overrides: unknown[] = [], fieldLabels?: Record<string, string>): LoadedProfile {
+  let raw = base.raw;
+  for (const o of overrides) {
     if (o !== undefined) raw = mergeProfiles(raw, o);
   }
-  if (isPlainObject(raw)) delete raw.extends;
-  const labels = options.fieldLabels;
-  const blame = labels
+  if (isPlainObject(raw)) {
+    raw = { ...raw };
+    delete (raw as Record<string, unknown>).extends;
+  }
+  const merged = raw;
+  const blame = fieldLabels
     ? (path: PropertyKey[]) => {
         const field = path.filter((k) => typeof k !== 'number').map(String).join('.');
-        const key = Object.keys(labels).find((k) => field === k || field.startsWith(k + '.'));
-        return key && (options.overrides ?? []).some((o) => setBy(o, raw, path)) ? labels[key] : undefined;
+        const key = Object.keys(fieldLabels).find((k) => field === k || field.startsWith(k + '.'));
+        return key && overrides.some((o) => setBy(o, merged, path)) ? fieldLabels[key] : undefined;
       }
     : undefined;
-  return { profile: parseProfile(raw, sources, blame), sources, ...(file ? { file } : {}) };
+  return { profile: parseProfile(raw, base.sources, blame), sources: [...base.sources], ...(base.file ? { file: base.file } : {}) };
 }
 
 export function parseProfile(raw: unknown, sources: string[] = [], blame?: (path: PropertyKey[]) => string | undefined): Profile {
