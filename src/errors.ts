@@ -14,6 +14,7 @@ export type ClawjailErrorCode =
   | 'ERR_CLAWJAIL_NOT_EXECUTABLE'
   | 'ERR_CLAWJAIL_SERVICE'
   | 'ERR_CLAWJAIL_OPENCLAW'
+  | 'ERR_CLAWJAIL_IDENTITY'
   | (string & {});
 
 export interface ClawjailErrorDetails {

@@ -11,7 +11,9 @@ import { addon, helperPath } from './native.js';
 import { expandHome, inspectHostPath, inspectHostPaths } from './plan/host-paths.js';
 import { PATH_CANDIDATES } from './plan/env.js';
 import { GENERATED_ETC } from './plan/mounts.js';
-import { buildPlan, type LaunchPlan } from './plan/plan.js';
+import { buildPlan, EGRESS_PORT, INFERENCE_PORT, type LaunchPlan } from './plan/plan.js';
+import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
+import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
 import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { cacheGet, cachePut } from './cache.js';
@@ -45,16 +47,32 @@ export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
 let counter = 0;
 
 /** Steps 1–3 only: what `launch` would do, with no side effects (`--dry-run`). */
-export async function planLaunch(options: LaunchOptions): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts }> {
+export async function planLaunch(options: LaunchOptions & { host?: HostFacts }): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts; decision: ModeDecision }> {
   const loaded = await loadProfileCached(loadOptions(options));
-  const host = probeHost();
-  await precompileSeccomp(loaded.profile, host);
+  const host = options.host ?? probeHost();
+  const decision = chooseMode(loaded.profile, host, namespacesRefused);
+  await precompileSeccomp(seccompFor(loaded.profile, decision.mode), host);
   const name = sandboxName(options, loaded.profile);
+  const identity = chooseIdentity(loaded.profile, host, decision.mode);
   const sandboxDir = loaded.profile.filesystem.sandboxDir
     ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
-    : { host: '<temporary directory>', ephemeral: true };
-  const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0);
-  return { plan, loaded, host };
+    : decision.mode === 'in-place' && inspectHostPath('/sandbox').realKind === 'dir'
+      ? { host: '/sandbox', ephemeral: false }
+      : { host: '<temporary directory>', ephemeral: true };
+  // Ports are chosen when the supervisor listens; a dry run shows the namespaces-mode numbers.
+  const ports = { egress: EGRESS_PORT, inference: INFERENCE_PORT };
+  const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0, decision, identity, ports);
+  return { plan, loaded, host, decision };
+}
+
+/**
+ * Set once a namespaces launch in this process was refused by the environment (a container):
+ * later `auto` launches go in-place directly instead of trying again.
+ */
+let namespacesRefused: NamespacesRefusal | undefined;
+
+function seccompFor(profile: Profile, mode: ModeDecision['mode']): Profile['seccomp'] {
+  return mode === 'in-place' ? inPlaceSeccomp(profile.seccomp) : profile.seccomp;
 }
 
 /**
@@ -66,15 +84,48 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
   const log = options.logger ?? rootLogger;
   // 1. profile
   const loaded = await loadProfileCached(loadOptions(options));
-  const profile = loaded.profile;
-  // 2. host facts
+  // 2. host facts, and the mode they allow
   const host = probeHost();
-  await precompileSeccomp(profile, host);
-  // 3. plan (after preparing /sandbox's host directory, the only thing created before it)
+  const decision = chooseMode(loaded.profile, host, namespacesRefused);
+  try {
+    return await launchIn(decision, loaded, host, options, log);
+  } catch (e) {
+    // auto: a container that refuses what namespaces need (clone, id maps, sethostname, a fresh
+    // /proc) gets the in-place sandbox instead, with a warning; everything the first try made is gone.
+    if (loaded.profile.mode !== 'auto' || decision.mode !== 'namespaces' || !(e instanceof ClawjailError)) throw e;
+    if (e.code === 'ERR_CLAWJAIL_IDENTITY') {
+      // The namespaces sandbox user does not exist here; whether in-place applies depends on
+      // whether namespaces work at all, which only a real clone tells.
+      const probed = probeHost({ checkUserns: true });
+      if (probed.userns.available !== false) throw e;
+      namespacesRefused = { step: 'namespaces.clone', errno: probed.userns.errno ?? 0, reason: probed.userns.reason ?? 'user namespaces are unavailable' };
+    } else if (isNamespacesRefusal(e)) {
+      namespacesRefused = { step: e.step!, errno: e.errno!, reason: refusalReason(e.step!, e.errno!, host) };
+    } else {
+      throw e;
+    }
+    return launchIn(chooseMode(loaded.profile, host, namespacesRefused), loaded, host, options, log);
+  }
+}
+
+/** Why the environment refused a namespaces step, in words, for the warning and the report. */
+function refusalReason(step: string, errno: number, host: HostFacts): string {
+  if (step === 'namespaces.clone') return explainUsernsFailure(errno, host.container.inContainer, host.seccomp.alreadyFiltered);
+  const hint = STEP_HINTS.find(([re]) => re.test(step))?.[1]({ step, errno, path: '', detail: '' });
+  return `${errnoName(errno)} at ${step}${hint ? `: ${hint}` : ''}`;
+}
+
+async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: HostFacts, options: LaunchOptions, log: Logger): Promise<Sandbox> {
+  const profile = loaded.profile;
+  await precompileSeccomp(seccompFor(profile, decision.mode), host);
+  // 3. plan (after preparing /sandbox's host directory and, in-place, the service ports: the
+  // only things made before it)
   const name = sandboxName(options, profile);
-  const sandboxDir = prepareSandboxDir(profile, host, name);
+  const identity = chooseIdentity(profile, host, decision.mode);
+  const sandboxDir = prepareSandboxDir(profile, identity, name, decision.mode);
   const cleanups: (() => void | Promise<void>)[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
+  const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
   let services: RunningServices | undefined;
   const audit = createAuditSink({
     log,
@@ -94,13 +145,15 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     await audit.close();
   };
   try {
-    const plan = plan3(options, profile, host, name, sandboxDir, process.pid);
-    for (const w of plan.warnings) log.warn({ sandbox: name }, w);
+    const plan = plan3(options, profile, host, name, sandboxDir, process.pid, decision, identity, listeners?.ports);
+    for (const w of plan.warnings) log.warn({ sandbox: name, mode: decision.mode }, w);
     prepareCgroup(plan, cleanups, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
     audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
     // 4. services (they read the plan; they serve init's sockets once it hands them over)
     services = await prepareServices(plan, loaded, { ...options, audit, logger: log });
+    // In-place, the supervisor's own loopback sockets are the services' (there is no init to make them).
+    if (listeners?.names.length) await services.serve(listeners.names, listeners.take());
     // 5. the helper: clean environment, plan on fd 3, channel on fd 4
     const [ours, theirs] = addon().socketpair();
     const channel = new InitChannel(ours);
@@ -189,14 +242,43 @@ function sandboxName(options: LaunchOptions, profile: Profile): string {
   return options.name ?? profile.name ?? `clawjail-${process.pid}-${++counter}`;
 }
 
-function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number): LaunchPlan {
+function plan3(
+  options: LaunchOptions,
+  profile: Profile,
+  host: HostFacts,
+  name: string,
+  sandboxDir: { host: string; ephemeral: boolean },
+  pid: number,
+  decision: ModeDecision,
+  identity: WorkloadIdentity,
+  ports: InPlacePorts = {},
+): LaunchPlan {
   if (options.command.length === 0 || !options.command[0]) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
   }
   const expand = (p: string) => expandHome(p);
-  const paths = new Set<string>([...profile.filesystem.system, ...GENERATED_ETC, ...PATH_CANDIDATES]);
+  const paths = new Set<string>([...profile.filesystem.system, ...GENERATED_ETC, ...PATH_CANDIDATES, ...(decision.mode === 'in-place' ? IN_PLACE_PATHS : [])]);
   for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
+  if (decision.mode === 'in-place') {
+    return buildInPlacePlan({
+      profile,
+      host,
+      pathFacts: inspectHostPaths(paths),
+      command: options.command,
+      name,
+      supervisorPid: pid,
+      sandboxDir,
+      hostEnv: options.env ?? process.env,
+      expand,
+      ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
+      compileSeccomp: compileSeccompCached,
+      decision,
+      identity,
+      ports,
+    });
+  }
   return buildPlan({
+    modeReason: decision.reason,
     profile,
     host,
     pathFacts: inspectHostPaths(paths),
@@ -219,9 +301,9 @@ const seccompKey = (config: Profile['seccomp'], arch: string) => `${arch}\0${JSO
  * The filter depends only on the profile's seccomp section and the arch, so it is compiled once
  * (memory, then the on-disk cache) and the compiler is loaded only on a miss.
  */
-async function precompileSeccomp(profile: Profile, host: HostFacts): Promise<void> {
-  if (profile.seccomp.mode === 'off') return;
-  const key = seccompKey(profile.seccomp, host.arch);
+async function precompileSeccomp(config: Profile['seccomp'], host: HostFacts): Promise<void> {
+  if (config.mode === 'off') return;
+  const key = seccompKey(config, host.arch);
   if (seccompCache.has(key)) return;
   const disk = cacheGet<{ program: string; instructions: number; detail?: string }>('seccomp', key);
   if (disk) {
@@ -229,7 +311,7 @@ async function precompileSeccomp(profile: Profile, host: HostFacts): Promise<voi
     return;
   }
   const { compileSeccomp } = await import('./plan/seccomp/index.js');
-  const out = compileSeccomp(profile.seccomp, host.arch as 'x86_64');
+  const out = compileSeccomp(config, host.arch as 'x86_64');
   const c = { program: out.program, instructions: out.instructions, detail: `${out.denied.length} calls denied outright, ${out.argumentChecked.length} argument-checked` };
   if (seccompCache.size > 32) seccompCache.clear();
   seccompCache.set(key, c);
@@ -242,19 +324,24 @@ function compileSeccompCached(config: Profile['seccomp'], arch: string): Compile
   return c;
 }
 
-/** /sandbox's host side: the given directory (created if missing) or a fresh temporary one. */
-function prepareSandboxDir(profile: Profile, host: HostFacts, name: string): { host: string; ephemeral: boolean } {
-  const owner = host.isRoot ? { uid: profile.identity.uid, gid: profile.identity.gid } : undefined;
-  if (!profile.filesystem.sandboxDir) {
+/**
+ * /sandbox's host side: the given directory (created if missing) or a fresh temporary one. In
+ * in-place mode there is no mount: the directory itself is the workload's HOME and cwd, and the
+ * container's /sandbox (a volume) is the default when it exists.
+ */
+function prepareSandboxDir(profile: Profile, identity: WorkloadIdentity, name: string, mode: ModeDecision['mode']): { host: string; ephemeral: boolean } {
+  const owner = identity.change ? { uid: identity.uid, gid: identity.gid } : undefined;
+  const given = profile.filesystem.sandboxDir ?? (mode === 'in-place' && inspectHostPath('/sandbox').realKind === 'dir' ? '/sandbox' : undefined);
+  if (!given) {
     const dir = mkdtempSync(join(tmpdir(), `clawjail-${name}-`));
-    if (owner) chownSync(dir, owner.uid, owner.gid);
+    if (owner) chownOrExplain(dir, owner, () => rmSync(dir, { recursive: true, force: true }));
     return { host: dir, ephemeral: true };
   }
-  const wanted = expandHome(profile.filesystem.sandboxDir, homedir());
+  const wanted = expandHome(given, homedir());
   let fact = inspectHostPath(wanted);
   if (fact.kind === 'missing') {
     mkdirSync(wanted, { recursive: true, mode: 0o700 });
-    if (owner) chownSync(wanted, owner.uid, owner.gid);
+    if (owner) chownOrExplain(wanted, owner, () => rmdirSync(wanted));
     fact = inspectHostPath(wanted);
   }
   if (!fact.real || fact.realKind !== 'dir') {
@@ -274,6 +361,60 @@ function prepareSandboxDir(profile: Profile, host: HostFacts, name: string): { h
     }
   }
   return { host: fact.real, ephemeral: false };
+}
+
+/** chown that fails as a named error (an unmapped id is EINVAL), undoing what was created. */
+function chownOrExplain(path: string, owner: { uid: number; gid: number }, undo: () => void): void {
+  try {
+    chownSync(path, owner.uid, owner.gid);
+  } catch (e) {
+    try {
+      undo();
+    } catch {
+      // the original error is the one to report
+    }
+    const err = e as NodeJS.ErrnoException;
+    throw new ClawjailError(err.code === 'EINVAL' ? 'ERR_CLAWJAIL_IDENTITY' : (err.code ?? 'ERR_CLAWJAIL_SETUP'), `cannot give ${path} to the sandbox user ${owner.uid}:${owner.gid}: ${err.code ?? err.message}`, {
+      hint: err.code === 'EINVAL' ? 'that uid does not exist in this user namespace; set identity.uid/gid to a mapped id (see /proc/self/uid_map)' : 'check that clawjail may change the owner of files it creates there',
+      path,
+      ...(typeof err.errno === 'number' ? { errno: Math.abs(err.errno) } : {}),
+    });
+  }
+}
+
+/**
+ * In-place mode: the egress proxy and the inference router listen on the container's loopback, at
+ * ports the kernel picks, before the plan names them. `take()` hands the fds to the services.
+ */
+function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[]): { ports: InPlacePorts; names: string[]; take(): number[] } {
+  const wanted: ('egress' | 'inference')[] = [];
+  if (profile.network.mode === 'proxy') wanted.push('egress');
+  if (profile.inference.routes.length > 0) wanted.push('inference');
+  const open: { name: string; fd: number; port: number }[] = [];
+  let taken = false;
+  cleanups.push(() => {
+    if (!taken) for (const l of open) addon().closeFd(l.fd);
+  });
+  try {
+    for (const name of wanted) open.push({ name, ...addon().listenLoopback() });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { errno?: number };
+    throw new ClawjailError('ERR_CLAWJAIL_SERVICE', `cannot listen on 127.0.0.1 for the sandbox's services: ${err.message}`, {
+      hint: 'the container needs a loopback interface (it has one unless started with --network none and lo down)',
+      step: 'services.listen',
+      ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
+    });
+  }
+  const ports: InPlacePorts = {};
+  for (const l of open) ports[l.name as 'egress' | 'inference'] = l.port;
+  return {
+    ports,
+    names: open.map((l) => l.name),
+    take: () => {
+      taken = true;
+      return open.map((l) => l.fd);
+    },
+  };
 }
 
 /** oom_kill count from the sandbox cgroup's memory.events (0 when absent). */
@@ -403,10 +544,14 @@ function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean
 }
 
 const STEP_HINTS: [RegExp, (f: SetupFailure) => string][] = [
-  [/^namespaces\.clone$/, (f) => explainUsernsFailure(f.errno, false, false)],
+  [/^namespaces\.clone$/, (f) => explainUsernsFailure(f.errno, probeHost().container.inContainer, probeHost().seccomp.alreadyFiltered) + '; or run with --mode in-place'],
+  [/^uts\.sethostname$/, (f) => (f.errno === 1 ? 'the container\'s seccomp profile lets a user namespace be created but refuses sethostname in it (podman\'s default profile does); run with --mode in-place (or mode: auto), or start the container with a seccomp profile that allows sethostname' : 'see `clawjail doctor`')],
+  [/^identity\./, (f) => `the workload could not become uid/gid ${f.path}: it must exist in this user namespace (see /proc/self/uid_map); set identity.uid/gid to a mapped id`],
+  [/^inplace\./, () => 'the in-place supervisor could not start the workload; see the errno'],
+  [/^caps\.bounding$/, () => 'dropping the capability bounding set needs CAP_SETPCAP, which this container withheld from root; add it (docker: --cap-add SETPCAP)'],
   [/^userns\./, () => 'the kernel refused the uid/gid map; see `clawjail doctor`'],
   [/^mount\.bind_source$/, (f) => (f.errno === 13 ? `the caller cannot read ${f.path}; bind something it can read` : f.errno === 40 ? `${f.path} became a symlink after clawjail resolved it; refusing to follow it` : `check that ${f.path} exists`)],
-  [/^mount\.proc$/, () => 'the kernel refuses a fresh /proc when the visible /proc is partly masked (containers do this); run with an unmasked /proc (docker: --security-opt systempaths=unconfined)'],
+  [/^mount\.proc$/, () => 'the kernel refuses a fresh /proc when the visible /proc is partly masked (containers do this); run with --mode in-place (or mode: auto), or with an unmasked /proc (docker: --security-opt systempaths=unconfined)'],
   [/^mount\./, () => 'the mount namespace could not be built as planned; run with --log-level debug and report the step'],
   [/^landlock\./, () => 'landlock refused the ruleset; set landlock.mode: off to run without it, or report the step'],
   [/^seccomp\./, () => 'the kernel refused the seccomp filter; set seccomp.mode: off to run without it, or report the step'],

@@ -7,6 +7,7 @@ import { buildEnv, PATH_CANDIDATES } from './env.js';
 import type { PathFacts } from './host-paths.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
 import { buildRlimits } from './limits.js';
+import { chooseIdentity } from './mode.js';
 import { buildMounts, DEVICES, parseSize, type ResolvedBind } from './mounts.js';
 import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
 
@@ -31,6 +32,8 @@ export interface BuildPlanInput {
   /** Where this sandbox's cgroup would be created (from the host facts), if anywhere. */
   cgroupDir?: string;
   compileSeccomp?: SeccompCompiler;
+  /** Why namespaces mode (from chooseMode), for the report. */
+  modeReason?: string;
 }
 
 export interface LaunchPlan {
@@ -61,6 +64,8 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
       ...(host.userns.errno !== undefined ? { errno: host.userns.errno } : {}),
     });
   }
+  // A root caller's dedicated uid must exist here (not so in a user-namespaced container).
+  chooseIdentity(profile, host, 'namespaces');
   const identity = buildIdentity(profile, host);
   layers.push({ layer: 'namespaces', status: 'enforced', detail: 'user, mount, pid, net, ipc, uts, cgroup' });
   layers.push({
@@ -210,7 +215,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     publish: profile.publish,
     cgroup,
     binds: mountResult.binds,
-    report: { sandbox: input.name, layers },
+    report: { sandbox: input.name, mode: 'namespaces', ...(input.modeReason ? { modeReason: input.modeReason } : {}), layers },
     warnings,
   };
 }
@@ -230,7 +235,7 @@ function isVisibleInside(dir: string, roPaths: string[], profile: Profile, facts
   return profile.filesystem.system.includes(dir) && f?.kind === 'symlink';
 }
 
-function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, layers: LayerReport[], warnings: string[]): LaunchPlan['cgroup'] {
+export function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, layers: LayerReport[], warnings: string[]): LaunchPlan['cgroup'] {
   const c = profile.limits.cgroup;
   const settings: Record<string, string> = {};
   if (c.memoryMax !== undefined) settings['memory.max'] = String(parseSize(c.memoryMax));
@@ -266,7 +271,7 @@ function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, 
 }
 
 /** The point of the router is that keys stay outside: refuse a profile that would carry one in. */
-function refuseCredentialPassthrough(profile: Profile): void {
+export function refuseCredentialPassthrough(profile: Profile): void {
   for (const route of profile.inference.routes) {
     const cred = (route as { credential?: { env?: string } }).credential;
     const name = cred?.env;
