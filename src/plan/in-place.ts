@@ -184,9 +184,9 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
     bindPorts: [...ll.bindPorts, ...profile.publish.map((p) => p.port)],
     logDenials: ll.logDenials,
   });
-  // The ruleset grants READ_DIR on / (listing it); /dev gets READ_DIR from the builder only when
-  // it exists here.
-  if (!fs.devices.length) request.rules = request.rules.filter((r) => r.path !== '/dev');
+  // The builder grants READ_DIR beneath / — harmless over namespaces mode's own small root, but
+  // here it would list every directory of the container; without it `ls /` fails, lookups work.
+  request.rules = request.rules.filter((r) => r.path !== '/' && (r.path !== '/dev' || fs.devices.length > 0));
 
   let landlock: NativePlan['workload']['landlock'] = null;
   let fsStatus: LayerReport;

@@ -1,0 +1,279 @@
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { probeHost } from '../../src/host/probe.js';
+import { IS_ROOT, py, UNPRIV } from '../helpers/cli.js';
+import { clawjailIn, containerUnsupportedReason, logRecords, removeContainerSim, type As, type ContainerKind } from '../helpers/container.js';
+
+// clawjail inside a container that forbids namespaces: `auto` must fall back to in-place with a
+// warning, and every boundary must still hold. Each test tries to cross one and checks the errno.
+
+const landlockAbi = probeHost().landlock.abi;
+
+interface Env {
+  kind: ContainerKind;
+  as: As;
+  /** uid the workload runs as. */
+  uid: number;
+  /** clawjail flags this environment needs (root in a one-uid user namespace runs as root). */
+  flags: string[];
+  /** errno name of the refused namespaces attempt. */
+  refusal: 'ENOSPC' | 'EPERM';
+}
+
+const scratch = mkdtempSync(join(tmpdir(), 'cj-inplace-test-'));
+chmodSync(scratch, 0o755);
+const rootWorkloadProfile = join(scratch, 'root-workload.json');
+writeFileSync(rootWorkloadProfile, JSON.stringify({ inPlace: { rootWorkload: true } }), { mode: 0o644 });
+
+const ENVS: Env[] = [
+  ...(IS_ROOT
+    ? [
+        { kind: 'seccomp', as: 'root', uid: 61000, flags: [], refusal: 'EPERM' } as Env,
+        { kind: 'bwrap', as: 'root', uid: 0, flags: ['--profile', rootWorkloadProfile], refusal: 'ENOSPC' } as Env,
+      ]
+    : []),
+  { kind: 'seccomp', as: 'unprivileged', uid: IS_ROOT ? UNPRIV.uid : process.getuid!(), flags: [], refusal: 'EPERM' },
+  { kind: 'bwrap', as: 'unprivileged', uid: IS_ROOT ? UNPRIV.uid : process.getuid!(), flags: [], refusal: 'ENOSPC' },
+];
+
+// A path outside everything in-place mode grants, readable and writable by every uid by file
+// permissions alone: only landlock stands between the workload and it.
+const outside = mkdtempSync('/var/tmp/cj-outside-');
+chmodSync(outside, 0o777);
+writeFileSync(join(outside, 'secret'), 'host-secret', { mode: 0o644 });
+chmodSync(join(outside, 'secret'), 0o644);
+
+afterAll(() => {
+  rmSync(outside, { recursive: true, force: true });
+  rmSync(scratch, { recursive: true, force: true });
+  removeContainerSim();
+});
+
+const TRY = `import ctypes, errno, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def t(f):
+    try:
+        r = f()
+        if r is not None and r is not True and isinstance(r, int) and r < 0:
+            return errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+        return "OK"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+`;
+
+describe.each(ENVS)('in-place mode in a $kind container as $as', (env) => {
+  const skip = containerUnsupportedReason(env.kind) ?? (landlockAbi === 0 ? 'landlock is unavailable on this kernel; in-place mode refuses without it' : undefined);
+  if (skip) console.log(`skipping in-place tests in ${env.kind} as ${env.as}: ${skip}`);
+  const run = (args: string[], opts: { env?: Record<string, string>; pidNamespace?: boolean } = {}) => clawjailIn(env.kind, env.as, ['run', ...env.flags, ...args], opts);
+
+  let statusDir: string;
+  beforeAll(() => {
+    statusDir = mkdtempSync(join(scratch, 'status-'));
+    chmodSync(statusDir, 0o777);
+  });
+
+  it.skipIf(!!skip)('auto falls back to in-place with a warning, and the report says so', async () => {
+    const status = join(statusDir, `auto-${env.kind}-${env.as}.json`);
+    const r = await run(['--log-level', 'warn', '--status-json', status, '--', 'true']);
+    expect(r.exitCode).toBe(0);
+    const warning = logRecords(r.stderr).find((l) => l.level === 40 && l.msg.includes('running in-place'));
+    expect(warning?.msg).toContain(env.refusal);
+    expect(warning?.mode).toBe('in-place');
+    const st = JSON.parse(readFileSync(status, 'utf8')) as { report: { mode: string; modeReason: string; layers: { layer: string; status: string }[] } };
+    expect(st.report.mode).toBe('in-place');
+    expect(st.report.modeReason).toContain('namespaces are unavailable');
+    expect(st.report.layers.find((l) => l.layer === 'namespaces')!.status).toBe('unavailable');
+    expect(st.report.layers.find((l) => l.layer === 'filesystem')!.status).toBe('enforced');
+  });
+
+  it.skipIf(!!skip)('--mode namespaces refuses with 125, naming the reason', async () => {
+    const r = await run(['--mode', 'namespaces', '--', 'true']);
+    expect(r.exitCode).toBe(125);
+    if (env.uid === 0) {
+      // root with only uid 0 mapped: the namespaces sandbox user cannot exist, which is checked first
+      expect(r.stderr).toContain('does not exist in this user namespace');
+    } else {
+      expect(r.stderr).toContain('namespaces.clone');
+      expect(r.stderr).toContain(env.refusal);
+    }
+    expect(r.stderr).not.toContain('internal error');
+  });
+
+  it.skipIf(!!skip)('confines the filesystem with landlock: system EACCES, HOME and /tmp writable, a host path outside unreadable (EACCES)', async () => {
+    const r = await run(['--mode', 'in-place', '--', ...py(`${TRY}
+home = os.environ["HOME"]
+tmp = "/tmp/cj-inplace-%d" % os.getpid()
+print(t(lambda: open("/usr/cj-x", "w")), t(lambda: open("/etc/cj-x", "w")))
+print(t(lambda: open(home + "/f", "w").write("x")), t(lambda: open(tmp, "w").write("x")), os.getcwd() == home)
+print(t(lambda: open("${outside}/secret").read()), t(lambda: open("${outside}/new", "w")), t(lambda: os.listdir("${outside}")))
+os.unlink(tmp)`)]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual(['EACCES EACCES', 'OK OK True', 'EACCES EACCES EACCES']);
+    expect(existsSync(join(outside, 'new'))).toBe(false);
+  });
+
+  it.skipIf(!!skip)('runs as the sandbox user with no capabilities, no_new_privs and seccomp; mount, new namespaces and the supervisor are out of reach', async () => {
+    const r = await run(['--mode', 'in-place', '--', ...py(`${TRY}
+status = dict(l.split(":\\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\\t" in l)
+print(os.getuid(), os.getgid(), os.getgroups(), status["CapEff"].strip(), status["CapPrm"].strip(), status["NoNewPrivs"].strip(), status["Seccomp"].strip())
+helper = os.getppid()
+supervisor = int(dict(l.split(":\\t", 1) for l in open("/proc/%d/status" % helper).read().splitlines() if ":\\t" in l)["PPid"])
+print(t(lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)), t(lambda: libc.unshare(0x10000000)), t(lambda: libc.unshare(0x40000000)))
+print(t(lambda: os.kill(supervisor, 0)), t(lambda: open("/proc/%d/environ" % supervisor).read()))`)]);
+    expect(r.stderr).toBe('');
+    const [ids, denied, supervisor] = r.stdout.trim().split('\n');
+    const gid = env.uid === 61000 ? 61000 : env.uid === 0 ? 0 : UNPRIV.gid;
+    expect(ids).toBe(`${env.uid} ${gid} [] 0000000000000000 0000000000000000 1 2`);
+    // mount, unshare(CLONE_NEWUSER), unshare(CLONE_NEWNET): refused by the seccomp filter
+    expect(denied).toBe('EPERM EPERM EPERM');
+    // signals: landlock's scope (ABI 6) or another uid; /proc/PID/environ: landlock's ptrace rule
+    if (landlockAbi >= 6 || env.uid === 61000) expect(supervisor).toBe('EPERM EACCES');
+    else expect(supervisor!.split(' ')[1]).toBe('EACCES');
+  });
+
+  describe.skipIf(!!skip || landlockAbi < 4)('network (landlock TCP rules, ABI 4+)', () => {
+    let upstream: http.Server;
+    let upstreamPort: number;
+    let other: net.Server;
+    let otherPort: number;
+    const auth: string[] = [];
+    beforeAll(async () => {
+      upstream = http.createServer((req, res) => {
+        auth.push(String(req.headers.authorization ?? ''));
+        req.resume();
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ object: 'list', data: [] }));
+      });
+      await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+      upstreamPort = (upstream.address() as net.AddressInfo).port;
+      other = net.createServer((s) => s.end('reached\n'));
+      await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+      otherPort = (other.address() as net.AddressInfo).port;
+    });
+    afterAll(() => {
+      upstream.close();
+      other.close();
+    });
+
+    it('direct TCP to a loopback server is EACCES, UDP and netlink sockets EPERM; through the proxy an allowlisted host answers and another gets 403', async () => {
+      const r = await run(['--mode', 'in-place', '--allow-host', `127.0.0.1:${upstreamPort}`, '--', ...py(`${TRY}
+def connect(port):
+    s = socket.socket()
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+print(t(lambda: connect(${otherPort})), t(lambda: connect(${upstreamPort})))
+print(t(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)), t(lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)), t(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)), t(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)), t(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)))
+import subprocess
+def via_proxy(port):
+    return subprocess.run(["curl", "-s", "--noproxy", "", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:%d/" % port], capture_output=True, text=True).stdout
+print(via_proxy(${upstreamPort}), via_proxy(${otherPort}))`)]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim().split('\n')).toEqual(['EACCES EACCES', 'EPERM EPERM EPERM EPERM EPERM', '200 403']);
+    });
+
+    it('the route key reaches the upstream through the router but exists nowhere inside: env, /proc/self/environ', async () => {
+      auth.length = 0;
+      const key = `sk-inplace-${process.pid}-secret`;
+      const r = await run(
+        ['--mode', 'in-place', '--route', `main=http://127.0.0.1:${upstreamPort}/v1`, '--route-credential-env', 'main=CJ_TEST_ROUTE_KEY', '--', ...py(`${TRY}
+import subprocess
+print("${key}" in str(os.environ), "${key}" in open("/proc/self/environ").read())
+print(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", os.environ["OPENAI_BASE_URL"] + "/models"], capture_output=True, text=True).stdout)`)],
+        { env: { CJ_TEST_ROUTE_KEY: key } },
+      );
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim().split('\n')).toEqual(['False False', '200']);
+      expect(auth).toEqual([`Bearer ${key}`]);
+    });
+  });
+
+  it.skipIf(!!skip || env.kind !== 'bwrap')('as the container\'s PID 1: orphans are reaped, and SIGTERM reaches the workload (exit 143)', async () => {
+    // The grandchild exits only once it has been orphaned, so it can only be reaped by whoever
+    // inherits it.
+    const child = run(['--mode', 'in-place', '--', ...py(`import os, time
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    parent = os.getpid()
+    grandchild = os.fork()
+    if grandchild == 0:
+        while os.getppid() == parent:
+            time.sleep(0.01)
+        os._exit(0)
+    os.write(w, str(grandchild).encode())
+    os._exit(0)
+os.waitpid(child, 0)
+print("orphan", os.read(r, 32).decode(), flush=True)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)`)], { pidNamespace: true });
+    let out = '';
+    const orphan = await new Promise<number>((resolve) => {
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /orphan (\d+)\nready/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+    });
+    // The orphan was reparented to clawjail-init (a child subreaper), which must reap it; the
+    // pid namespace's PID 1 is the Node supervisor, which would not.
+    const bwrapPid = child.pid!;
+    const nodePid = Number(readFileSync(`/proc/${bwrapPid}/task/${bwrapPid}/children`, 'utf8').trim().split(' ')[0]);
+    const ns = readFileSync(`/proc/${nodePid}/status`, 'utf8');
+    expect(/^NSpid:\s+\d+\s+1$/m.test(ns)).toBe(true);
+    const pidNs = readlinkSync(`/proc/${nodePid}/ns/pid`);
+    const hostPidOf = (nsPid: number): number | undefined => {
+      for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+        try {
+          if (readlinkSync(`/proc/${p}/ns/pid`) !== pidNs) continue;
+          const levels = /^NSpid:\t(.*)$/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1]?.split('\t').map(Number) ?? [];
+          if (levels[levels.length - 1] === nsPid) return Number(p);
+        } catch {
+          // gone meanwhile
+        }
+      }
+      return undefined;
+    };
+    // Wait (on the condition, bounded) until the orphan is gone rather than a zombie.
+    const deadline = Date.now() + 10_000;
+    let state: string | undefined = 'unknown';
+    while (Date.now() < deadline) {
+      const host = hostPidOf(orphan);
+      state = host === undefined ? undefined : /^State:\s+(\S)/m.exec(readFileSync(`/proc/${host}/status`, 'utf8'))?.[1];
+      if (state === undefined) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(state).toBeUndefined();
+    process.kill(nodePid, 'SIGTERM');
+    const r = await child;
+    expect(r.exitCode).toBe(143);
+  });
+});
+
+describe.skipIf(!IS_ROOT || !!containerUnsupportedReason('bwrap'))('root in a user-namespaced container where the sandbox uid is not mapped', () => {
+  it('refuses with ERR_CLAWJAIL_IDENTITY in both modes, and leaves no temporary directory behind', async () => {
+    const name = `cjunmapped${process.pid}`;
+    for (const mode of ['in-place', 'namespaces', 'auto']) {
+      const r = await clawjailIn('bwrap', 'root', ['run', '--name', name, '--mode', mode, '--status-json', '-', '--', 'true']);
+      expect(r.exitCode).toBe(125);
+      const st = JSON.parse(r.stdout) as { error: { code: string; step: string } };
+      expect(st.error).toMatchObject({ code: 'ERR_CLAWJAIL_IDENTITY', step: 'identity' });
+      expect(r.stderr).toContain('only uids 0-0 are mapped');
+      expect(r.stderr).not.toContain('internal error');
+      if (mode !== 'namespaces') expect(r.stderr).toContain('inPlace.rootWorkload');
+    }
+    expect(readdirSync(tmpdir()).filter((d) => d.includes(name))).toEqual([]);
+  });
+
+  it('with inPlace.rootWorkload the workload runs as root without capabilities, and landlock still refuses /usr (EACCES)', async () => {
+    const r = await clawjailIn('bwrap', 'root', ['run', '--profile', rootWorkloadProfile, '--', ...py(`${TRY}
+print(os.getuid(), dict(l.split(":\\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\\t" in l)["CapEff"].strip(), t(lambda: open("/usr/cj-root-x", "w")), t(lambda: open("/root/.cj-x", "w")))`)]);
+    expect(r.stdout.trim()).toBe('0 0000000000000000 EACCES EACCES');
+    expect(existsSync('/usr/cj-root-x')).toBe(false);
+  });
+});
+
