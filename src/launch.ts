@@ -47,10 +47,12 @@ export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
 let counter = 0;
 
 /** Steps 1–3 only: what `launch` would do, with no side effects (`--dry-run`). */
-export async function planLaunch(options: LaunchOptions & { host?: HostFacts }): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts; decision: ModeDecision }> {
+export async function planLaunch(
+  options: LaunchOptions & { host?: HostFacts; refused?: NamespacesRefusal },
+): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts; decision: ModeDecision }> {
   const loaded = await loadProfileCached(loadOptions(options));
   const host = options.host ?? probeHost();
-  const decision = chooseMode(loaded.profile, host, namespacesRefused);
+  const decision = chooseMode(loaded.profile, host, options.refused ?? namespacesRefused);
   await precompileSeccomp(seccompFor(loaded.profile, decision.mode), host);
   const name = sandboxName(options, loaded.profile);
   const identity = chooseIdentity(loaded.profile, host, decision.mode);
@@ -60,7 +62,10 @@ export async function planLaunch(options: LaunchOptions & { host?: HostFacts }):
       ? { host: '/sandbox', ephemeral: false }
       : { host: '<temporary directory>', ephemeral: true };
   // Ports are chosen when the supervisor listens; a dry run shows the namespaces-mode numbers.
-  const ports = { egress: EGRESS_PORT, inference: INFERENCE_PORT };
+  const ports: InPlacePorts = {
+    ...(loaded.profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
+    ...(loaded.profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
+  };
   const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0, decision, identity, ports);
   return { plan, loaded, host, decision };
 }
@@ -109,7 +114,7 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
 }
 
 /** Why the environment refused a namespaces step, in words, for the warning and the report. */
-function refusalReason(step: string, errno: number, host: HostFacts): string {
+export function refusalReason(step: string, errno: number, host: HostFacts): string {
   if (step === 'namespaces.clone') return explainUsernsFailure(errno, host.container.inContainer, host.seccomp.alreadyFiltered);
   const hint = STEP_HINTS.find(([re]) => re.test(step))?.[1]({ step, errno, path: '', detail: '' });
   return `${errnoName(errno)} at ${step}${hint ? `: ${hint}` : ''}`;

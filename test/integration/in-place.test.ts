@@ -90,6 +90,22 @@ describe.each(ENVS)('in-place mode in a $kind container as $as', (env) => {
     expect(st.report.layers.find((l) => l.layer === 'filesystem')!.status).toBe('enforced');
   });
 
+  it.skipIf(!!skip)('doctor tries the namespaces sequence for real, then reports in-place with the reason and a working in-place trial', async () => {
+    const j = await clawjailIn(env.kind, env.as, ['doctor', '--json', ...env.flags]);
+    expect(j.exitCode).toBe(0);
+    const d = JSON.parse(j.stdout) as { mode: string; trials: { namespaces: { ok: boolean; step: string; code: string }; inPlace: { ok: boolean } }; layers: { layer: string; status: string }[] };
+    expect(d.mode).toBe('in-place');
+    // root with only uid 0 mapped fails before the clone: its sandbox user does not exist
+    expect(d.trials.namespaces).toMatchObject(env.uid === 0 ? { ok: false, step: 'identity', code: 'ERR_CLAWJAIL_IDENTITY' } : { ok: false, step: 'namespaces.clone', code: env.refusal });
+    expect(d.trials.inPlace.ok).toBe(true);
+    expect(d.layers.find((l) => l.layer === 'namespaces')!.status).toBe('unavailable');
+    const t = await clawjailIn(env.kind, env.as, ['doctor', ...env.flags]);
+    expect(t.exitCode).toBe(0);
+    expect(t.stdout).toMatch(new RegExp(`^mode: in-place \\(no user namespaces: ${env.refusal}`, 'm'));
+    expect(t.stdout).toMatch(/^in-place trial: ok$/m);
+    expect(t.stdout).toMatch(/^filesystem +enforced +landlock/m);
+  });
+
   it.skipIf(!!skip)('--mode namespaces refuses with 125, naming the reason', async () => {
     const r = await run(['--mode', 'namespaces', '--', 'true']);
     expect(r.exitCode).toBe(125);
@@ -267,6 +283,13 @@ describe.skipIf(!IS_ROOT || !!containerUnsupportedReason('bwrap'))('root in a us
       if (mode !== 'namespaces') expect(r.stderr).toContain('inPlace.rootWorkload');
     }
     expect(readdirSync(tmpdir()).filter((d) => d.includes(name))).toEqual([]);
+  });
+
+  it('doctor says a sandbox would be refused, names why, and exits non-zero', async () => {
+    const r = await clawjailIn('bwrap', 'root', ['doctor']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toContain('A sandbox with this profile would be REFUSED here');
+    expect(r.stdout).toContain('only uids 0-0 are mapped');
   });
 
   it('with inPlace.rootWorkload the workload runs as root without capabilities, and landlock still refuses /usr (EACCES)', async () => {
