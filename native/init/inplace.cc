@@ -185,6 +185,11 @@ void killLeftovers(pid_t workload) {
 
 void run(const plan::Plan& plan, int channelFd) {
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) errors::fail("inplace.subreaper", errno), failAndExit(channelFd);
+  // Without a pid namespace nothing kills the workload's own children for us: when the
+  // supervisor dies (the channel hangs up) this process must live on to kill and reap them, so it
+  // does not die with its parent.
+  prctl(PR_SET_PDEATHSIG, 0);
+  if (getppid() != static_cast<pid_t>(plan.supervisorPid)) errors::fail("monitor.parent", ESRCH), failAndExit(channelFd);
   int execPipe[2];
   if (pipe2(execPipe, O_CLOEXEC) != 0) errors::fail("inplace.pipe", errno), failAndExit(channelFd);
   pid_t helper = getpid();

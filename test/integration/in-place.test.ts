@@ -1,3 +1,4 @@
+import { execa } from 'execa';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -205,6 +206,25 @@ print(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", os.
       expect(r.stdout.trim().split('\n')).toEqual(['False False', '200']);
       expect(auth).toEqual([`Bearer ${key}`]);
     });
+  });
+
+  it.skipIf(!!skip || env.kind !== 'seccomp')('a SIGKILLed launcher leaves nothing behind: the workload and a background child of it are killed', async () => {
+    const marker = `cjinplace${process.pid}x${env.as}`;
+    const loop = 'while :; do sleep 1; done';
+    const child = run(['--mode', 'in-place', '--', 'sh', '-c', `sh -c '${loop}' ${marker}-bg & echo ready; exec sh -c '${loop}' ${marker}`]);
+    await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()));
+    const count = async () => (await execa('sh', ['-c', `ps -eo args | grep -c "^sh -c while.*${marker}" || true`])).stdout.trim();
+    expect(await count()).toBe('2');
+    // container-sim and setpriv exec, so the child's pid is the Node supervisor's
+    child.kill('SIGKILL');
+    await child;
+    const deadline = Date.now() + 10_000;
+    let left = await count();
+    while (left !== '0' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      left = await count();
+    }
+    expect(left).toBe('0');
   });
 
   it.skipIf(!!skip || env.kind !== 'bwrap')('as the container\'s PID 1: orphans are reaped, and SIGTERM reaches the workload (exit 143)', async () => {
