@@ -89,8 +89,13 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
   const log = options.logger ?? rootLogger;
   // 1. profile
   const loaded = await loadProfileCached(loadOptions(options));
-  // 2. host facts, and the mode they allow
-  const host = probeHost();
+  // 2. host facts, and the mode they allow. Where a container is likely, auto tries a user
+  // namespace up front (a throwaway clone: ~0.4 ms when allowed, nothing when refused) rather
+  // than learning it from a failed sandbox.
+  let host = probeHost();
+  if (loaded.profile.mode === 'auto' && host.userns.available === 'unknown' && !namespacesRefused && (host.container.inContainer || host.seccomp.alreadyFiltered || host.idMap)) {
+    host = probeHost({ checkUserns: true });
+  }
   const decision = chooseMode(loaded.profile, host, namespacesRefused);
   try {
     return await launchIn(decision, loaded, host, options, log);
