@@ -1,4 +1,3 @@
-import type { HostFacts } from '../host/probe.js';
 import type { ModeDecision, NamespacesRefusal } from '../plan/mode.js';
 import { parse } from './args.js';
 
@@ -51,14 +50,15 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   const { probeHost } = await import('../host/probe.js');
   const { planLaunch, refusalReason } = await import('../launch.js');
   const { isNamespacesRefusal } = await import('../plan/mode.js');
-  const facts: HostFacts = probeHost({ checkUserns: true });
+  const facts = probeHost({ checkUserns: true });
 
   const trials: { namespaces: Trial; inPlace?: Trial } = { namespaces: await trial('namespaces') };
   const ns = trials.namespaces;
   const refused: NamespacesRefusal | undefined =
     !ns.ok && ns.step && ns.errno !== undefined && isNamespacesRefusal({ step: ns.step, errno: ns.errno }) ? { step: ns.step, errno: ns.errno, reason: refusalReason(ns.step, ns.errno, facts) } : undefined;
-  // The probe's user namespace must agree with the trial: it is the trial that `run` will repeat.
-  const host: HostFacts = refused && facts.userns.available !== false ? { ...facts, userns: { available: false, errno: refused.errno, reason: refused.reason } } : facts;
+  // The probe only creates a user namespace; the trial is what `run` will repeat, so the mode
+  // follows the trial.
+  const host = facts;
 
   let layers: { layer: string; status: string; detail: string; hint?: string }[] = [];
   let decision: ModeDecision | undefined;

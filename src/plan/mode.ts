@@ -29,7 +29,7 @@ export interface NamespacesRefusal {
 export function chooseMode(profile: Pick<Profile, 'mode'>, host: Pick<HostFacts, 'userns'>, refused?: NamespacesRefusal): ModeDecision {
   const unavailable =
     refused !== undefined
-      ? `${refused.reason} (at ${refused.step})`
+      ? refused.reason
       : host.userns.available === false
         ? (host.userns.reason ?? 'user namespaces are unavailable')
         : undefined;

@@ -2,10 +2,13 @@
  * container-sim: stands in for a container runtime's default seccomp profile (Docker's refuses
  * namespace creation and mounting), then execs. Installed in this throwaway process only.
  *
- *   container-sim PROGRAM [ARG...]
+ *   container-sim PROGRAM [ARG...]           Docker-like
+ *   container-sim --podman PROGRAM [ARG...]  podman-like: namespaces allowed, sethostname → EPERM
  *
- * clone/unshare with any CLONE_NEW* flag and setns → EPERM; clone3 → ENOSYS (as Docker's
- * profile does, so glibc falls back to clone); mount, umount2 and the new mount API → EPERM.
+ * Docker-like: clone/unshare with any CLONE_NEW* flag and setns → EPERM; clone3 → ENOSYS (as
+ * Docker's profile does, so glibc falls back to clone); mount, umount2 and the new mount API →
+ * EPERM. podman-like: a user namespace can be created, but sethostname in it fails with EPERM,
+ * which a probe that only creates a user namespace does not predict.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,10 +44,19 @@
   BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_FLAGS, 0, 1), ERRNO(EPERM), LOAD_NR
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: container-sim PROGRAM [ARG...]\n");
+  int podman = argc > 1 && strcmp(argv[1], "--podman") == 0;
+  if (argc < 2 + podman) {
+    fprintf(stderr, "usage: container-sim [--podman] PROGRAM [ARG...]\n");
     return 125;
   }
+  struct sock_filter podmanFilter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      LOAD_NR,
+      DENY(__NR_sethostname),
+      ALLOW,
+  };
   struct sock_filter filter[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
@@ -63,6 +75,7 @@ int main(int argc, char **argv) {
       ALLOW,
   };
   struct sock_fprog prog = {.len = sizeof filter / sizeof filter[0], .filter = filter};
+  if (podman) prog = (struct sock_fprog){.len = sizeof podmanFilter / sizeof podmanFilter[0], .filter = podmanFilter};
   /* Root may install a filter without no_new_privs (CAP_SYS_ADMIN); others need it, as Docker sets it then. */
   if (geteuid() != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     perror("container-sim: PR_SET_NO_NEW_PRIVS");
@@ -72,7 +85,7 @@ int main(int argc, char **argv) {
     perror("container-sim: seccomp");
     return 125;
   }
-  execvp(argv[1], argv + 1);
-  fprintf(stderr, "container-sim: exec %s: %s\n", argv[1], strerror(errno));
+  execvp(argv[1 + podman], argv + 1 + podman);
+  fprintf(stderr, "container-sim: exec %s: %s\n", argv[1 + podman], strerror(errno));
   return 127;
 }

@@ -3,7 +3,9 @@
 //    namespaces (clone then fails with ENOSPC); only the caller's uid is mapped in it, so root there
 //    is "root in a rootless container" with no other uid to drop to;
 //  - container-sim: a Docker-like seccomp filter (namespace flags of clone/unshare and mount →
-//    EPERM, clone3 → ENOSYS) in the initial user namespace, where every uid exists.
+//    EPERM, clone3 → ENOSYS) in the initial user namespace, where every uid exists;
+//  - container-sim --podman: user namespaces allowed but sethostname refused (EPERM), as podman's
+//    default profile does, which a probe that only creates a user namespace does not predict.
 import { execa, type Result } from 'execa';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
@@ -12,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IS_ROOT, packageRootFor, UNPRIV } from './cli.js';
 
-export type ContainerKind = 'bwrap' | 'seccomp';
+export type ContainerKind = 'bwrap' | 'seccomp' | 'podman';
 export type As = 'root' | 'unprivileged';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -26,6 +28,9 @@ export function containerUnsupportedReason(kind: ContainerKind): string | undefi
     return undefined;
   }
   if (spawnSync('cc', ['--version']).status !== 0) return 'no C compiler (cc) to build container-sim';
+  // The podman stand-in lets namespaces be created and refuses only sethostname: that needs a
+  // host that allows user namespaces in the first place.
+  if (kind === 'podman' && spawnSync('unshare', ['--user', 'true']).status !== 0) return 'this host refuses user namespaces, so a container that allows them cannot be simulated';
   return undefined;
 }
 
@@ -56,7 +61,7 @@ export function containerPrefix(kind: ContainerKind, as: As, extra: { pidNamespa
     const pid = extra.pidNamespace ? ['--unshare-pid', '--as-pid-1', '--proc', '/proc'] : [];
     return [...user, 'bwrap', '--unshare-user', '--disable-userns', '--dev-bind', '/', '/', ...pid, '--'];
   }
-  return [...user, containerSim()];
+  return [...user, containerSim(), ...(kind === 'podman' ? ['--podman'] : [])];
 }
 
 /** `clawjail ARGS…` inside the container stand-in. */

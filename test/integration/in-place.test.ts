@@ -21,8 +21,9 @@ interface Env {
   uid: number;
   /** clawjail flags this environment needs (root in a one-uid user namespace runs as root). */
   flags: string[];
-  /** errno name of the refused namespaces attempt. */
+  /** errno name and step of the refused namespaces attempt. */
   refusal: 'ENOSPC' | 'EPERM';
+  step: string;
 }
 
 const scratch = mkdtempSync(join(tmpdir(), 'cj-inplace-test-'));
@@ -33,12 +34,14 @@ writeFileSync(rootWorkloadProfile, JSON.stringify({ inPlace: { rootWorkload: tru
 const ENVS: Env[] = [
   ...(IS_ROOT
     ? [
-        { kind: 'seccomp', as: 'root', uid: 61000, flags: [], refusal: 'EPERM' } as Env,
-        { kind: 'bwrap', as: 'root', uid: 0, flags: ['--profile', rootWorkloadProfile], refusal: 'ENOSPC' } as Env,
+        { kind: 'seccomp', as: 'root', uid: 61000, flags: [], refusal: 'EPERM', step: 'namespaces.clone' } as Env,
+        { kind: 'podman', as: 'root', uid: 61000, flags: [], refusal: 'EPERM', step: 'uts.sethostname' } as Env,
+        { kind: 'bwrap', as: 'root', uid: 0, flags: ['--profile', rootWorkloadProfile], refusal: 'ENOSPC', step: 'namespaces.clone' } as Env,
       ]
     : []),
-  { kind: 'seccomp', as: 'unprivileged', uid: IS_ROOT ? UNPRIV.uid : process.getuid!(), flags: [], refusal: 'EPERM' },
-  { kind: 'bwrap', as: 'unprivileged', uid: IS_ROOT ? UNPRIV.uid : process.getuid!(), flags: [], refusal: 'ENOSPC' },
+  { kind: 'seccomp', as: 'unprivileged', uid: IS_ROOT ? UNPRIV.uid : process.getuid!(), flags: [], refusal: 'EPERM', step: 'namespaces.clone' },
+  { kind: 'podman', as: 'unprivileged', uid: IS_ROOT ? UNPRIV.uid : process.getuid!(), flags: [], refusal: 'EPERM', step: 'uts.sethostname' },
+  { kind: 'bwrap', as: 'unprivileged', uid: IS_ROOT ? UNPRIV.uid : process.getuid!(), flags: [], refusal: 'ENOSPC', step: 'namespaces.clone' },
 ];
 
 // A path outside everything in-place mode grants, readable and writable by every uid by file
@@ -83,6 +86,7 @@ describe.each(ENVS)('in-place mode in a $kind container as $as', (env) => {
     expect(r.exitCode).toBe(0);
     const warning = logRecords(r.stderr).find((l) => l.level === 40 && l.msg.includes('running in-place'));
     expect(warning?.msg).toContain(env.refusal);
+    if (env.kind === 'podman') expect(warning?.msg).toContain('uts.sethostname');
     expect(warning?.mode).toBe('in-place');
     const st = JSON.parse(readFileSync(status, 'utf8')) as { report: { mode: string; modeReason: string; layers: { layer: string; status: string }[] } };
     expect(st.report.mode).toBe('in-place');
@@ -97,7 +101,7 @@ describe.each(ENVS)('in-place mode in a $kind container as $as', (env) => {
     const d = JSON.parse(j.stdout) as { mode: string; trials: { namespaces: { ok: boolean; step: string; code: string }; inPlace: { ok: boolean } }; layers: { layer: string; status: string }[] };
     expect(d.mode).toBe('in-place');
     // root with only uid 0 mapped fails before the clone: its sandbox user does not exist
-    expect(d.trials.namespaces).toMatchObject(env.uid === 0 ? { ok: false, step: 'identity', code: 'ERR_CLAWJAIL_IDENTITY' } : { ok: false, step: 'namespaces.clone', code: env.refusal });
+    expect(d.trials.namespaces).toMatchObject(env.uid === 0 ? { ok: false, step: 'identity', code: 'ERR_CLAWJAIL_IDENTITY' } : { ok: false, step: env.step, code: env.refusal });
     expect(d.trials.inPlace.ok).toBe(true);
     expect(d.layers.find((l) => l.layer === 'namespaces')!.status).toBe('unavailable');
     const t = await clawjailIn(env.kind, env.as, ['doctor', ...env.flags]);
@@ -114,8 +118,10 @@ describe.each(ENVS)('in-place mode in a $kind container as $as', (env) => {
       // root with only uid 0 mapped: the namespaces sandbox user cannot exist, which is checked first
       expect(r.stderr).toContain('does not exist in this user namespace');
     } else {
-      expect(r.stderr).toContain('namespaces.clone');
+      expect(r.stderr).toContain(env.step);
       expect(r.stderr).toContain(env.refusal);
+      // the hint names the cause, not "the kernel"
+      expect(r.stderr).toMatch(env.kind === 'podman' ? /refuses sethostname/ : env.kind === 'seccomp' ? /seccomp profile forbids creating namespaces/ : /forbids nested ones/);
     }
     expect(r.stderr).not.toContain('internal error');
   });
@@ -208,7 +214,7 @@ print(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", os.
     });
   });
 
-  it.skipIf(!!skip || env.kind !== 'seccomp')('a SIGKILLed launcher leaves nothing behind: the workload and a background child of it are killed', async () => {
+  it.skipIf(!!skip || env.kind === 'bwrap')('a SIGKILLed launcher leaves nothing behind: the workload and a background child of it are killed', async () => {
     const marker = `cjinplace${process.pid}x${env.as}`;
     const loop = 'while :; do sleep 1; done';
     const child = run(['--mode', 'in-place', '--', 'sh', '-c', `sh -c '${loop}' ${marker}-bg & echo ready; exec sh -c '${loop}' ${marker}`]);
