@@ -5,22 +5,30 @@
 //  - container-sim: a Docker-like seccomp filter (namespace flags of clone/unshare and mount →
 //    EPERM, clone3 → ENOSYS) in the initial user namespace, where every uid exists;
 //  - container-sim --podman: user namespaces allowed but sethostname refused (EPERM), as podman's
-//    default profile does, which a probe that only creates a user namespace does not predict.
+//    default profile does, which a probe that only creates a user namespace does not predict;
+//  - masked-proc: a bwrap-built root whose only /proc has files masked as Docker masks them
+//    (bind-mounted /dev/null): the kernel then refuses a fresh procfs in a new user namespace.
 import { execa, type Result } from 'execa';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IS_ROOT, packageRootFor, UNPRIV } from './cli.js';
 
-export type ContainerKind = 'bwrap' | 'seccomp' | 'podman';
+export type ContainerKind = 'bwrap' | 'seccomp' | 'podman' | 'masked-proc';
 export type As = 'root' | 'unprivileged';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** Why container conditions cannot be built here, or undefined when they can. */
 export function containerUnsupportedReason(kind: ContainerKind): string | undefined {
+  if (kind === 'masked-proc') {
+    if (spawnSync('bwrap', ['--version']).status !== 0) return 'bubblewrap (bwrap) is not installed (apt-get install bubblewrap)';
+    if (spawnSync('unshare', ['--user', 'true']).status !== 0) return 'this host refuses user namespaces';
+    if (MASKED.filter((p) => existsSync(p)).length === 0) return `none of ${MASKED.join(', ')} exists to mask`;
+    return undefined;
+  }
   if (kind === 'bwrap') {
     if (spawnSync('bwrap', ['--version']).status !== 0) return 'bubblewrap (bwrap) is not installed (apt-get install bubblewrap)';
     const r = spawnSync('bwrap', ['--unshare-user', '--disable-userns', '--dev-bind', '/', '/', '--', 'true']);
@@ -54,9 +62,26 @@ export function removeContainerSim(): void {
   tools = undefined;
 }
 
+const MASKED = ['/proc/kcore', '/proc/keys', '/proc/timer_list', '/proc/sched_debug'];
+
 /** The argv prefix that puts a command "in the container", as `as`. */
 export function containerPrefix(kind: ContainerKind, as: As, extra: { pidNamespace?: boolean } = {}): string[] {
   const user = as === 'unprivileged' && IS_ROOT ? ['setpriv', '--reuid', String(UNPRIV.uid), '--regid', String(UNPRIV.gid), '--clear-groups'] : [];
+  if (kind === 'masked-proc') {
+    const links = ['bin', 'sbin', 'lib', 'lib32', 'lib64'].flatMap((d) => {
+      try {
+        return [['--symlink', readlinkSync(`/${d}`), `/${d}`]];
+      } catch {
+        return existsSync(`/${d}`) ? [['--ro-bind', `/${d}`, `/${d}`]] : [];
+      }
+    });
+    const pkg = packageRootFor(as);
+    return [
+      ...user, 'bwrap', '--unshare-user', '--unshare-pid', '--ro-bind', '/usr', '/usr', ...links.flat(), '--ro-bind', '/etc', '/etc',
+      '--ro-bind', pkg, pkg, '--bind', '/tmp', '/tmp', '--dev', '/dev', '--proc', '/proc',
+      ...MASKED.filter((p) => existsSync(p)).flatMap((p) => ['--ro-bind', '/dev/null', p]), '--',
+    ];
+  }
   if (kind === 'bwrap') {
     const pid = extra.pidNamespace ? ['--unshare-pid', '--as-pid-1', '--proc', '/proc'] : [];
     return [...user, 'bwrap', '--unshare-user', '--disable-userns', '--dev-bind', '/', '/', ...pid, '--'];

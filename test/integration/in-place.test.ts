@@ -296,6 +296,26 @@ while True:
   });
 });
 
+const maskedSkip = containerUnsupportedReason('masked-proc');
+if (maskedSkip) console.log(`skipping the masked /proc test: ${maskedSkip}`);
+
+describe.skipIf(!!maskedSkip)('a container whose /proc is masked (as Docker masks it)', () => {
+  it('auto falls back at mount.proc with a warning; --mode namespaces and doctor name the cause', async () => {
+    const auto = await clawjailIn('masked-proc', 'unprivileged', ['run', '--log-level', 'warn', '--', 'sh', '-c', 'echo $CLAWJAIL_MODE']);
+    expect(auto.exitCode).toBe(0);
+    expect(auto.stdout.trim()).toBe('in-place');
+    expect(logRecords(auto.stderr).find((l) => l.level === 40)?.msg).toMatch(/EPERM at mount\.proc: .*partly masked.*running in-place/);
+    const ns = await clawjailIn('masked-proc', 'unprivileged', ['run', '--mode', 'namespaces', '--', 'true']);
+    expect(ns.exitCode).toBe(125);
+    expect(ns.stderr).toContain('sandbox setup failed at mount.proc (/proc): EPERM');
+    expect(ns.stderr).toContain('partly masked');
+    const doctor = await clawjailIn('masked-proc', 'unprivileged', ['doctor']);
+    expect(doctor.exitCode).toBe(0);
+    expect(doctor.stdout).toMatch(/^namespaces trial .*: FAILED at mount\.proc/m);
+    expect(doctor.stdout).toMatch(/^mode: in-place \(no user namespaces: EPERM at mount\.proc/m);
+  });
+});
+
 describe.skipIf(!IS_ROOT || !!containerUnsupportedReason('bwrap'))('root in a user-namespaced container where the sandbox uid is not mapped', () => {
   it('refuses with ERR_CLAWJAIL_IDENTITY in both modes, and leaves no temporary directory behind', async () => {
     const name = `cjunmapped${process.pid}`;
