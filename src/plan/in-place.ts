@@ -271,7 +271,7 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
     layers.push({
       layer: 'seccomp',
       status: 'enforced',
-      mode: profile.seccomp.mode === 'required' ? 'required' : 'best-effort',
+      ...(profile.seccomp.mode === 'required' ? { mode: 'required' as const } : {}),
       detail: `${profile.seccomp.mode === 'log' ? 'log mode (denials allowed and logged)' : 'denylist enforced'} plus in-place additions (inet only as TCP, no netlink, no mount or namespace calls); ${compiled.instructions} BPF instructions for ${host.arch}${compiled.detail ? `; ${compiled.detail}` : ''}`,
     });
   }

@@ -139,6 +139,21 @@ os.unlink(tmp)`)]);
     expect(existsSync(join(outside, 'new'))).toBe(false);
   });
 
+  it.skipIf(!!skip)('--sandbox-dir is the workload\'s HOME and cwd, writable where it is; --seccomp required is accepted and reported', async () => {
+    const dir = mkdtempSync(join(scratch, 'sbx-'));
+    chmodSync(dir, 0o700);
+    if (IS_ROOT) await execa('chown', [`${env.uid}:${env.uid === 61000 ? 61000 : env.uid === 0 ? 0 : UNPRIV.gid}`, dir]);
+    const status = join(statusDir, `sbx-${env.kind}-${env.as}.json`);
+    const r = await run(['--mode', 'in-place', '--sandbox-dir', dir, '--seccomp', 'required', '--status-json', status, '--', ...py(`${TRY}
+print(os.getcwd() == os.environ["HOME"] == "${dir}", t(lambda: open("kept", "w").write("kept")), t(lambda: open("${outside}/x", "w")))`)]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('True OK EACCES');
+    expect(readFileSync(join(dir, 'kept'), 'utf8')).toBe('kept');
+    const st = JSON.parse(readFileSync(status, 'utf8')) as { report: { layers: { layer: string; status: string; mode?: string }[] } };
+    expect(st.report.layers.find((l) => l.layer === 'seccomp')).toMatchObject({ status: 'enforced', mode: 'required' });
+    expect((await run(['--seccomp', 'sometimes', '--', 'true'])).exitCode).toBe(125);
+  });
+
   it.skipIf(!!skip)('runs as the sandbox user with no capabilities, no_new_privs and seccomp; mount, new namespaces and the supervisor are out of reach', async () => {
     const r = await run(['--mode', 'in-place', '--', ...py(`${TRY}
 status = dict(l.split(":\\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\\t" in l)
@@ -215,7 +230,7 @@ print(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", os.
   });
 
   it.skipIf(!!skip || env.kind === 'bwrap')('a SIGKILLed launcher leaves nothing behind: the workload and a background child of it are killed', async () => {
-    const marker = `cjinplace${process.pid}x${env.as}`;
+    const marker = `cjinplace${process.pid}x${env.kind}x${env.as}`;
     const loop = 'while :; do sleep 1; done';
     const child = run(['--mode', 'in-place', '--', 'sh', '-c', `sh -c '${loop}' ${marker}-bg & echo ready; exec sh -c '${loop}' ${marker}`]);
     await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()));

@@ -268,4 +268,14 @@ describe('buildInPlacePlan', () => {
     expect(rules['/srv/data']! & FS.WRITE_FILE).toBeTruthy();
     expect(plan.native.workload.landlock!.netRules).toContainEqual({ port: 18789, access: NET.BIND_TCP });
   });
+
+  it('seccomp required: the same filter as enforce, reported as required, and a host without seccomp refuses', () => {
+    const required = buildInPlacePlan(input({ seccomp: { mode: 'required' } }));
+    const enforce = buildInPlacePlan(input());
+    expect(required.native.workload.seccomp).toEqual(enforce.native.workload.seccomp);
+    expect(layer(required, 'seccomp')).toMatchObject({ status: 'enforced', mode: 'required' });
+    const e = thrown(() => buildInPlacePlan(input({ seccomp: { mode: 'required' } }, host({ seccomp: { available: false, alreadyFiltered: false, reason: 'no CONFIG_SECCOMP_FILTER' } }))));
+    expect(e.code).toBe('ERR_CLAWJAIL_LAYER_REQUIRED');
+    expect(e.message).toContain('seccomp is required (seccomp.mode: required)');
+  });
 });
