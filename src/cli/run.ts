@@ -32,7 +32,8 @@ export const RUN_OPTIONS = {
 export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
 
   -p, --profile NAME|FILE     built-in profile (default, strict, openclaw) or a YAML/JSON file
-      --sandbox-dir DIR       host directory mounted at /sandbox (default: a temporary one, removed at exit)
+      --sandbox-dir DIR       host directory mounted at /sandbox (default: a temporary one, removed at exit);
+                              in-place mode: used where it is, as HOME and cwd
       --ro SRC[:DEST]         bind a host path read-only (repeatable)
       --rw SRC[:DEST]         bind a host path read-write (repeatable; never /)
   -e, --env K=V | K           set a variable, or copy K from the host (repeatable)
