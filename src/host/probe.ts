@@ -20,6 +20,8 @@ export interface HostFacts {
    * the initial namespace, where every id exists.
    */
   idMap?: { uid: IdRange[]; gid: IdRange[] };
+  /** CAP_SETPCAP is in this process's effective set (it can shrink a bounding set). */
+  canDropBoundingSet?: boolean;
 }
 
 /** One line of a uid_map/gid_map: `count` ids from `inside` on (as seen here). */
@@ -105,7 +107,13 @@ function probeHostNow(options: { checkUserns?: boolean }): HostFacts {
     container,
     rlimits: n.rlimits,
     ...idMapFacts(),
+    canDropBoundingSet: hasCapability(status, 8 /* CAP_SETPCAP */),
   };
+}
+
+function hasCapability(status: string, cap: number): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
+  return m ? (BigInt(`0x${m[1]}`) & (1n << BigInt(cap))) !== 0n : false;
 }
 
 function idMapFacts(): Pick<HostFacts, 'idMap'> {

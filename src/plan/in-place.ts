@@ -285,7 +285,14 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
       (notes.length ? ` (${notes.join('; ')})` : '') +
       (identity.uid === 0 ? '; nproc does not bind uid 0' : `; nproc counts every process of uid ${identity.uid} in the container`),
   });
-  layers.push({ layer: 'capabilities', status: 'enforced', detail: `all dropped${host.isRoot ? ' (bounding set too)' : ''}; no_new_privs` });
+  // Shrinking the bounding set needs CAP_SETPCAP (which `drop: [ALL]` pods lack); without it, an
+  // empty permitted set plus no_new_privs still keeps exec from granting any capability.
+  const dropBoundingSet = host.isRoot && host.canDropBoundingSet !== false;
+  layers.push({
+    layer: 'capabilities',
+    status: 'enforced',
+    detail: `all dropped${dropBoundingSet ? ', the bounding set too' : host.isRoot ? '; the bounding set is kept (no CAP_SETPCAP here), exec cannot add any under no_new_privs' : ''}; no_new_privs`,
+  });
   const cgroup = planCgroup(profile, host, input.cgroupDir, layers, warnings);
 
   refuseCredentialPassthrough(profile);
@@ -311,7 +318,7 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
     mounts: [],
     services: [],
     cgroupProcs: cgroup ? posix.join(cgroup.dir, 'cgroup.procs') : null,
-    inPlace: { changeIdentity: identity.change, dropBoundingSet: host.isRoot, allowRoot: identity.uid === 0 },
+    inPlace: { changeIdentity: identity.change, dropBoundingSet, allowRoot: identity.uid === 0 },
     workload: {
       argv: input.command,
       env,

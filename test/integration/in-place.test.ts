@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeHost } from '../../src/host/probe.js';
-import { IS_ROOT, py, UNPRIV } from '../helpers/cli.js';
-import { clawjailIn, containerUnsupportedReason, logRecords, removeContainerSim, type As, type ContainerKind } from '../helpers/container.js';
+import { IS_ROOT, packageRootFor, py, UNPRIV } from '../helpers/cli.js';
+import { clawjailIn, containerSim, containerUnsupportedReason, logRecords, removeContainerSim, type As, type ContainerKind } from '../helpers/container.js';
 
 // clawjail inside a container that forbids namespaces: `auto` must fall back to in-place with a
 // warning, and every boundary must still hold. Each test tries to cross one and checks the errno.
@@ -308,6 +308,16 @@ while True:
     process.kill(nodePid, 'SIGTERM');
     const r = await child;
     expect(r.exitCode).toBe(143);
+  });
+});
+
+describe.skipIf(!IS_ROOT || !!containerUnsupportedReason('seccomp'))('root without CAP_SETPCAP (a pod with capabilities dropped)', () => {
+  it('keeps the bounding set it cannot shrink, still ends with no capabilities and says so', async () => {
+    const r = await execa('setpriv', ['--bounding-set', '-setpcap', '--inh-caps', '-all', containerSim(), process.execPath, join(packageRootFor('root'), 'bin', 'clawjail.js'), 'run', '--mode', 'in-place', '--status-json', join(scratch, 'nosetpcap.json'), '--', 'grep', '-E', '^(CapEff|CapPrm|NoNewPrivs)', '/proc/self/status'], { reject: false, cwd: tmpdir(), env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, extendEnv: false });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual(['CapPrm:\t0000000000000000', 'CapEff:\t0000000000000000', 'NoNewPrivs:\t1']);
+    const st = JSON.parse(readFileSync(join(scratch, 'nosetpcap.json'), 'utf8')) as { report: { layers: { layer: string; detail: string }[] } };
+    expect(st.report.layers.find((l) => l.layer === 'capabilities')!.detail).toContain('bounding set is kept');
   });
 });
 

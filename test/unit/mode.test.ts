@@ -228,6 +228,9 @@ describe('buildInPlacePlan', () => {
     const h = host({ isRoot: true, uid: 0, gid: 0 });
     const plan = buildInPlacePlan(input({ inference: { routes: [{ name: 'm', api: 'openai', upstream: 'https://api.example.com/v1', credential: { env: 'K' } }] } }, h, { egress: 41000, inference: 41001 } as never));
     expect(plan.native.inPlace).toEqual({ changeIdentity: true, dropBoundingSet: true, allowRoot: false });
+    const noSetpcap = buildInPlacePlan(input({}, host({ isRoot: true, uid: 0, gid: 0, canDropBoundingSet: false })));
+    expect(noSetpcap.native.inPlace).toEqual({ changeIdentity: true, dropBoundingSet: false, allowRoot: false });
+    expect(layer(noSetpcap, 'capabilities').detail).toContain('bounding set is kept');
     expect(plan.native.identity).toMatchObject({ uid: 61000, gid: 61000, hostUid: 61000, dropSupplementaryGroups: true });
     expect(plan.native.workload.landlock!.netRules.map((r) => r.port).sort()).toEqual([41000, 41001]);
     expect(plan.native.workload.env).toContain('OPENAI_BASE_URL=http://127.0.0.1:41001/v1');
