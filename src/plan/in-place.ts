@@ -191,6 +191,14 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
   let landlock: NativePlan['workload']['landlock'] = null;
   let fsStatus: LayerReport;
   let netEnforced = false;
+  if (ll.mode === 'off' && identity.uid === host.uid) {
+    // Landlock is also what keeps a same-uid workload out of the supervisor's /proc/PID/environ
+    // and memory (where route keys and the caller's environment live); file permissions do not.
+    throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', 'in-place mode with landlock off would let the workload, which runs as the supervisor\'s own uid, read the supervisor\'s environment and memory through /proc', {
+      hint: 'keep landlock on, or run clawjail as root so the workload runs as identity.uid',
+      step: 'landlock',
+    });
+  }
   if (ll.mode === 'off') {
     layers.push({ layer: 'landlock', status: 'off', detail: 'landlock.mode is off' });
     fsStatus = { layer: 'filesystem', status: 'off', detail: 'landlock.mode is off: in-place mode has no other filesystem boundary, so the workload can read and write whatever its uid may', hint: 'remove landlock.mode: off' };

@@ -343,9 +343,10 @@ describe.skipIf(!!maskedSkip)('a container whose /proc is masked (as Docker mask
 
 describe.skipIf(!IS_ROOT || !!containerUnsupportedReason('bwrap'))('root in a user-namespaced container where the sandbox uid is not mapped', () => {
   it('refuses with ERR_CLAWJAIL_IDENTITY in both modes, and leaves no temporary directory behind', async () => {
-    const name = `cjunmapped${process.pid}`;
+    // A private TMPDIR: whatever the supervisor creates there is ours to see.
+    const tmp = mkdtempSync(join(scratch, 'tmpdir-'));
     for (const mode of ['in-place', 'namespaces', 'auto']) {
-      const r = await clawjailIn('bwrap', 'root', ['run', '--name', name, '--mode', mode, '--status-json', '-', '--', 'true']);
+      const r = await clawjailIn('bwrap', 'root', ['run', '--mode', mode, '--status-json', '-', '--', 'true'], { env: { TMPDIR: tmp } });
       expect(r.exitCode).toBe(125);
       const st = JSON.parse(r.stdout) as { error: { code: string; step: string } };
       expect(st.error).toMatchObject({ code: 'ERR_CLAWJAIL_IDENTITY', step: 'identity' });
@@ -353,7 +354,11 @@ describe.skipIf(!IS_ROOT || !!containerUnsupportedReason('bwrap'))('root in a us
       expect(r.stderr).not.toContain('internal error');
       if (mode !== 'namespaces') expect(r.stderr).toContain('inPlace.rootWorkload');
     }
-    expect(readdirSync(tmpdir()).filter((d) => d.includes(name))).toEqual([]);
+    expect(readdirSync(tmp)).toEqual([]);
+    // the control: the same launch with a workload that may run does create its directory there
+    const ok = await clawjailIn('bwrap', 'root', ['run', '--profile', rootWorkloadProfile, '--', 'sh', '-c', 'test -d "$HOME" && echo "$HOME"'], { env: { TMPDIR: tmp } });
+    expect(ok.stdout.trim().startsWith(tmp + '/')).toBe(true);
+    expect(readdirSync(tmp)).toEqual([]);
   });
 
   it('doctor says a sandbox would be refused, names why, and exits non-zero', async () => {

@@ -243,6 +243,7 @@ describe('buildInPlacePlan', () => {
     ['seccomp off with egress rules', { seccomp: { mode: 'off' }, network: { allow: [{ host: 'api.example.com' }] } }, host(), 'ERR_CLAWJAIL_LAYER_REQUIRED', 'UDP and raw sockets are not refused'],
     ['a bind to another place', { filesystem: { ro: [{ src: '/srv/data', dest: '/data' }] } }, host(), 'ERR_CLAWJAIL_PROFILE', 'cannot mount /srv/data at /data'],
     ['approvals with the supervisor\'s own uid', { network: { approvals: { enabled: true } } }, host(), 'ERR_CLAWJAIL_PROFILE', 'approve itself'],
+    ['landlock off with the supervisor\'s own uid', { landlock: { mode: 'off' } }, host(), 'ERR_CLAWJAIL_LAYER_REQUIRED', 'read the supervisor\'s environment'],
     ['required landlock at ABI 5', { landlock: { mode: 'required' } }, host({ landlock: { abi: 5 } }), 'ERR_CLAWJAIL_LAYER_REQUIRED', 'only partly enforceable'],
   ] as const)('refuses: %s', (_label, raw, h, code, text) => {
     const e = thrown(() => buildInPlacePlan(input(raw as Record<string, unknown>, h)));
@@ -259,7 +260,7 @@ describe('buildInPlacePlan', () => {
     // No rules and no routes: nothing to bypass, but it is still reported
     const bare = buildInPlacePlan(input({}, host({ landlock: { abi: 3 } })));
     expect(layer(bare, 'network').status).toBe('unavailable');
-    const off = buildInPlacePlan(input({ landlock: { mode: 'off' } }));
+    const off = buildInPlacePlan(input({ landlock: { mode: 'off' } }, host({ isRoot: true, uid: 0, gid: 0 })));
     expect(layer(off, 'filesystem').status).toBe('off');
     expect(off.native.workload.landlock).toBeNull();
     expect(off.warnings.some((w) => w.includes('confined only by file permissions'))).toBe(true);
