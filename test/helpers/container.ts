@@ -83,7 +83,8 @@ export function containerPrefix(kind: ContainerKind, as: As, extra: { pidNamespa
     ];
   }
   if (kind === 'bwrap') {
-    const pid = extra.pidNamespace ? ['--unshare-pid', '--as-pid-1', '--proc', '/proc'] : [];
+    // --die-with-parent: a test that fails half-way must not leave a pid namespace running
+    const pid = extra.pidNamespace ? ['--unshare-pid', '--as-pid-1', '--die-with-parent', '--proc', '/proc'] : [];
     return [...user, 'bwrap', '--unshare-user', '--disable-userns', '--dev-bind', '/', '/', ...pid, '--'];
   }
   return [...user, containerSim(), ...(kind === 'podman' ? ['--podman'] : [])];

@@ -213,6 +213,50 @@ print(via_proxy(${upstreamPort}), via_proxy(${otherPort}))`)]);
       expect(r.stdout.trim().split('\n')).toEqual(['EACCES EACCES', 'EPERM EPERM EPERM EPERM EPERM', '200 403']);
     });
 
+    it('binds nowhere but a published port, which the supervisor forwards from its host port', async () => {
+      const free = async () => {
+        const srv = net.createServer();
+        await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+        const port = (srv.address() as net.AddressInfo).port;
+        await new Promise<void>((r) => srv.close(() => r()));
+        return port;
+      };
+      const [inner, hostPort, unpublished] = [await free(), await free(), await free()];
+      const child = run(['--mode', 'in-place', '--publish', `${hostPort}:${inner}`, '--', ...py(`${TRY}
+def bind(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    return s
+print(t(lambda: bind(${unpublished})), t(lambda: bind(0)), flush=True)
+s = bind(${inner})
+s.listen(1)
+print("listening", flush=True)
+c, _ = s.accept()
+c.sendall(b"from inside\\n")
+c.close()`)]);
+      try {
+        let out = '';
+        const listening = await Promise.race([
+          new Promise<boolean>((resolve) => child.stdout!.on('data', (d: Buffer) => (out += d.toString()).includes('listening') && resolve(true))),
+          child.then(() => false),
+        ]);
+        if (!listening) throw new Error(`the workload ended before listening: ${out} ${(await child).stderr}`);
+        expect(out.split('\n')[0]).toBe('EACCES EACCES');
+        const got = await new Promise<string>((resolve, reject) => {
+          const c = net.connect(hostPort, '127.0.0.1');
+          let data = '';
+          c.on('data', (d) => (data += d.toString()));
+          c.on('end', () => resolve(data));
+          c.on('error', reject);
+        });
+        expect(got).toBe('from inside\n');
+        expect((await child).exitCode).toBe(0);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+
     it('the route key reaches the upstream through the router but exists nowhere inside: env, /proc/self/environ', async () => {
       auth.length = 0;
       const key = `sk-inplace-${process.pid}-secret`;
@@ -235,7 +279,14 @@ print(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", os.
     const child = run(['--mode', 'in-place', '--', 'sh', '-c', `sh -c '${loop}' ${marker}-bg & echo ready; exec sh -c '${loop}' ${marker}`]);
     await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()));
     const count = async () => (await execa('sh', ['-c', `ps -eo args | grep -c "^sh -c while.*${marker}" || true`])).stdout.trim();
-    expect(await count()).toBe('2');
+    // "ready" is printed before the two loops have exec'd: wait for both (bounded)
+    const upBy = Date.now() + 10_000;
+    let up = await count();
+    while (up !== '2' && Date.now() < upBy) {
+      await new Promise((r) => setTimeout(r, 20));
+      up = await count();
+    }
+    expect(up).toBe('2');
     // container-sim and setpriv exec, so the child's pid is the Node supervisor's
     child.kill('SIGKILL');
     await child;
@@ -268,46 +319,50 @@ print("orphan", os.read(r, 32).decode(), flush=True)
 print("ready", flush=True)
 while True:
     time.sleep(0.05)`)], { pidNamespace: true });
-    let out = '';
-    const orphan = await new Promise<number>((resolve) => {
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /orphan (\d+)\nready/.exec(out);
-        if (m) resolve(Number(m[1]));
+    try {
+      let out = '';
+      const orphan = await new Promise<number>((resolve) => {
+        child.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /orphan (\d+)\nready/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
       });
-    });
-    // The orphan was reparented to clawjail-init (a child subreaper), which must reap it; the
-    // pid namespace's PID 1 is the Node supervisor, which would not.
-    const bwrapPid = child.pid!;
-    const nodePid = Number(readFileSync(`/proc/${bwrapPid}/task/${bwrapPid}/children`, 'utf8').trim().split(' ')[0]);
-    const ns = readFileSync(`/proc/${nodePid}/status`, 'utf8');
-    expect(/^NSpid:\s+\d+\s+1$/m.test(ns)).toBe(true);
-    const pidNs = readlinkSync(`/proc/${nodePid}/ns/pid`);
-    const hostPidOf = (nsPid: number): number | undefined => {
-      for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-        try {
-          if (readlinkSync(`/proc/${p}/ns/pid`) !== pidNs) continue;
-          const levels = /^NSpid:\t(.*)$/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1]?.split('\t').map(Number) ?? [];
-          if (levels[levels.length - 1] === nsPid) return Number(p);
-        } catch {
-          // gone meanwhile
+      // The orphan was reparented to clawjail-init (a child subreaper), which must reap it; the
+      // pid namespace's PID 1 is the Node supervisor, which would not.
+      const bwrapPid = child.pid!;
+      const nodePid = Number(readFileSync(`/proc/${bwrapPid}/task/${bwrapPid}/children`, 'utf8').trim().split(' ')[0]);
+      const ns = readFileSync(`/proc/${nodePid}/status`, 'utf8');
+      expect(/^NSpid:\s+\d+\s+1$/m.test(ns)).toBe(true);
+      const pidNs = readlinkSync(`/proc/${nodePid}/ns/pid`);
+      const hostPidOf = (nsPid: number): number | undefined => {
+        for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+          try {
+            if (readlinkSync(`/proc/${p}/ns/pid`) !== pidNs) continue;
+            const levels = /^NSpid:\t(.*)$/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1]?.split('\t').map(Number) ?? [];
+            if (levels[levels.length - 1] === nsPid) return Number(p);
+          } catch {
+            // gone meanwhile
+          }
         }
+        return undefined;
+      };
+      // Wait (on the condition, bounded) until the orphan is gone rather than a zombie.
+      const deadline = Date.now() + 10_000;
+      let state: string | undefined = 'unknown';
+      while (Date.now() < deadline) {
+        const host = hostPidOf(orphan);
+        state = host === undefined ? undefined : /^State:\s+(\S)/m.exec(readFileSync(`/proc/${host}/status`, 'utf8'))?.[1];
+        if (state === undefined) break;
+        await new Promise((r) => setTimeout(r, 20));
       }
-      return undefined;
-    };
-    // Wait (on the condition, bounded) until the orphan is gone rather than a zombie.
-    const deadline = Date.now() + 10_000;
-    let state: string | undefined = 'unknown';
-    while (Date.now() < deadline) {
-      const host = hostPidOf(orphan);
-      state = host === undefined ? undefined : /^State:\s+(\S)/m.exec(readFileSync(`/proc/${host}/status`, 'utf8'))?.[1];
-      if (state === undefined) break;
-      await new Promise((r) => setTimeout(r, 20));
+      expect(state).toBeUndefined();
+      process.kill(nodePid, 'SIGTERM');
+      const r = await child;
+      expect(r.exitCode).toBe(143);
+    } finally {
+      child.kill('SIGKILL');
     }
-    expect(state).toBeUndefined();
-    process.kill(nodePid, 'SIGTERM');
-    const r = await child;
-    expect(r.exitCode).toBe(143);
   });
 });
 
