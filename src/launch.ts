@@ -559,7 +559,7 @@ const STEP_HINTS: [RegExp, (f: SetupFailure) => string][] = [
   [/^identity\./, (f) => `the workload could not become uid/gid ${f.path}: it must exist in this user namespace (see /proc/self/uid_map); set identity.uid/gid to a mapped id`],
   [/^inplace\./, () => 'the in-place supervisor could not start the workload; see the errno'],
   [/^caps\.bounding$/, () => 'dropping the capability bounding set needs CAP_SETPCAP, which this container withheld from root; add it (docker: --cap-add SETPCAP)'],
-  [/^userns\./, () => 'the kernel refused the uid/gid map; see `clawjail doctor`'],
+  [/^userns\./, () => 'the uid/gid map of the new user namespace was refused (a container may allow mapping only its own ids); run with --mode in-place (or mode: auto), and see `clawjail doctor`'],
   [/^mount\.bind_source$/, (f) => (f.errno === 13 ? `the caller cannot read ${f.path}; bind something it can read` : f.errno === 40 ? `${f.path} became a symlink after clawjail resolved it; refusing to follow it` : `check that ${f.path} exists`)],
   [/^mount\.proc$/, () => 'the kernel refuses a fresh /proc when the visible /proc is partly masked (containers do this); run with --mode in-place (or mode: auto), or with an unmasked /proc (docker: --security-opt systempaths=unconfined)'],
   [/^mount\./, () => 'the mount namespace could not be built as planned; run with --log-level debug and report the step'],

@@ -136,6 +136,8 @@ export function explainUsernsFailure(errno: number, inContainer: boolean, seccom
   if (errno === 28) return `${name}: the user namespace limit is reached (user.max_user_namespaces, or nesting deeper than 32)`;
   if (inContainer && seccompFiltered)
     return `${name}: the container's seccomp profile forbids creating namespaces (Docker's default does); run the container with --security-opt seccomp=<a profile allowing clone/unshare of namespaces> or use clawjail outside it`;
+  if (seccompFiltered && errno === 1)
+    return `${name}: a seccomp filter on clawjail's own process (set by whatever started it: a container runtime's default profile, such as Docker's, or a sandbox) forbids creating namespaces`;
   if (inContainer) return `${name}: the container runtime forbids creating user namespaces`;
   return `${name}: the kernel refused to create a user namespace`;
 }
