@@ -11,12 +11,13 @@ import { addon, helperPath } from './native.js';
 import { expandHome, inspectHostPath, inspectHostPaths } from './plan/host-paths.js';
 import { PATH_CANDIDATES } from './plan/env.js';
 import { GENERATED_ETC } from './plan/mounts.js';
-import { buildPlan, EGRESS_PORT, INFERENCE_PORT, type LaunchPlan } from './plan/plan.js';
-import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
-import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
+import { buildPlan, type LaunchPlan } from './plan/plan.js';
 import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { cacheGet, cachePut } from './cache.js';
+import { EGRESS_PORT, INFERENCE_PORT } from './plan/plan.js';
+import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
+import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
 import type { Profile } from './profile/schema.js';
 import { InitChannel, type SetupFailure } from './services/channel.js';
 import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
@@ -47,27 +48,17 @@ export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
 let counter = 0;
 
 /** Steps 1–3 only: what `launch` would do, with no side effects (`--dry-run`). */
-export async function planLaunch(
-  options: LaunchOptions & { host?: HostFacts; refused?: NamespacesRefusal },
-): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts; decision: ModeDecision }> {
+export async function planLaunch(options: LaunchOptions & { host?: HostFacts; refused?: NamespacesRefusal }): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts }> {
   const loaded = await loadProfileCached(loadOptions(options));
   const host = options.host ?? probeHost();
-  const decision = chooseMode(loaded.profile, host, options.refused ?? namespacesRefused);
-  await precompileSeccomp(seccompFor(loaded.profile, decision.mode), host);
+  if (chooseMode(loaded.profile, host, options.refused ?? namespacesRefused).mode === 'in-place') return { ...(await dryRunInPlace(options, loaded, host, options.refused)), loaded, host };
+  await precompileSeccomp(loaded.profile.seccomp, host);
   const name = sandboxName(options, loaded.profile);
-  const identity = chooseIdentity(loaded.profile, host, decision.mode);
   const sandboxDir = loaded.profile.filesystem.sandboxDir
     ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
-    : decision.mode === 'in-place' && inspectHostPath('/sandbox').realKind === 'dir'
-      ? { host: '/sandbox', ephemeral: false }
-      : { host: '<temporary directory>', ephemeral: true };
-  // Ports are chosen when the supervisor listens; a dry run shows the namespaces-mode numbers.
-  const ports: InPlacePorts = {
-    ...(loaded.profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
-    ...(loaded.profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
-  };
-  const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0, decision, identity, ports);
-  return { plan, loaded, host, decision };
+    : { host: '<temporary directory>', ephemeral: true };
+  const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0);
+  return { plan, loaded, host };
 }
 
 /**
@@ -130,9 +121,9 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
   await precompileSeccomp(seccompFor(profile, decision.mode), host);
   // 3. plan (after preparing /sandbox's host directory and, in-place, the service ports: the
   // only things made before it)
-  const name = sandboxName(options, profile);
   const identity = chooseIdentity(profile, host, decision.mode);
-  const sandboxDir = prepareSandboxDir(profile, identity, name, decision.mode);
+  const name = sandboxName(options, profile);
+  const sandboxDir = decision.mode === 'in-place' ? prepareInPlaceDir(profile, identity, name) : prepareSandboxDir(profile, host, name);
   const cleanups: (() => void | Promise<void>)[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
   const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
@@ -155,8 +146,8 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     await audit.close();
   };
   try {
-    const plan = plan3(options, profile, host, name, sandboxDir, process.pid, decision, identity, listeners?.ports);
-    for (const w of plan.warnings) log.warn({ sandbox: name, mode: decision.mode }, w);
+    const plan = decision.mode === 'in-place' ? planInPlace(options, profile, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, profile, host, name, sandboxDir, process.pid);
+    for (const w of plan.warnings) log.warn({ sandbox: name }, w);
     prepareCgroup(plan, cleanups, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
     audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
@@ -252,43 +243,14 @@ function sandboxName(options: LaunchOptions, profile: Profile): string {
   return options.name ?? profile.name ?? `clawjail-${process.pid}-${++counter}`;
 }
 
-function plan3(
-  options: LaunchOptions,
-  profile: Profile,
-  host: HostFacts,
-  name: string,
-  sandboxDir: { host: string; ephemeral: boolean },
-  pid: number,
-  decision: ModeDecision,
-  identity: WorkloadIdentity,
-  ports: InPlacePorts = {},
-): LaunchPlan {
+function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number): LaunchPlan {
   if (options.command.length === 0 || !options.command[0]) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
   }
   const expand = (p: string) => expandHome(p);
-  const paths = new Set<string>([...profile.filesystem.system, ...GENERATED_ETC, ...PATH_CANDIDATES, ...(decision.mode === 'in-place' ? IN_PLACE_PATHS : [])]);
+  const paths = new Set<string>([...profile.filesystem.system, ...GENERATED_ETC, ...PATH_CANDIDATES]);
   for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
-  if (decision.mode === 'in-place') {
-    return buildInPlacePlan({
-      profile,
-      host,
-      pathFacts: inspectHostPaths(paths),
-      command: options.command,
-      name,
-      supervisorPid: pid,
-      sandboxDir,
-      hostEnv: options.env ?? process.env,
-      expand,
-      ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
-      compileSeccomp: compileSeccompCached,
-      decision,
-      identity,
-      ports,
-    });
-  }
   return buildPlan({
-    modeReason: decision.reason,
     profile,
     host,
     pathFacts: inspectHostPaths(paths),
@@ -334,24 +296,19 @@ function compileSeccompCached(config: Profile['seccomp'], arch: string): Compile
   return c;
 }
 
-/**
- * /sandbox's host side: the given directory (created if missing) or a fresh temporary one. In
- * in-place mode there is no mount: the directory itself is the workload's HOME and cwd, and the
- * container's /sandbox (a volume) is the default when it exists.
- */
-function prepareSandboxDir(profile: Profile, identity: WorkloadIdentity, name: string, mode: ModeDecision['mode']): { host: string; ephemeral: boolean } {
-  const owner = identity.change ? { uid: identity.uid, gid: identity.gid } : undefined;
-  const given = profile.filesystem.sandboxDir ?? (mode === 'in-place' && inspectHostPath('/sandbox').realKind === 'dir' ? '/sandbox' : undefined);
-  if (!given) {
+/** /sandbox's host side: the given directory (created if missing) or a fresh temporary one. */
+function prepareSandboxDir(profile: Profile, host: HostFacts, name: string): { host: string; ephemeral: boolean } {
+  const owner = host.isRoot ? { uid: profile.identity.uid, gid: profile.identity.gid } : undefined;
+  if (!profile.filesystem.sandboxDir) {
     const dir = mkdtempSync(join(tmpdir(), `clawjail-${name}-`));
-    if (owner) chownOrExplain(dir, owner, () => rmSync(dir, { recursive: true, force: true }));
+    if (owner) chownSync(dir, owner.uid, owner.gid);
     return { host: dir, ephemeral: true };
   }
-  const wanted = expandHome(given, homedir());
+  const wanted = expandHome(profile.filesystem.sandboxDir, homedir());
   let fact = inspectHostPath(wanted);
   if (fact.kind === 'missing') {
     mkdirSync(wanted, { recursive: true, mode: 0o700 });
-    if (owner) chownOrExplain(wanted, owner, () => rmdirSync(wanted));
+    if (owner) chownSync(wanted, owner.uid, owner.gid);
     fact = inspectHostPath(wanted);
   }
   if (!fact.real || fact.realKind !== 'dir') {
@@ -425,6 +382,98 @@ function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[
       return open.map((l) => l.fd);
     },
   };
+}
+
+/** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
+function planInPlace(
+  options: LaunchOptions,
+  profile: Profile,
+  host: HostFacts,
+  name: string,
+  sandboxDir: { host: string; ephemeral: boolean },
+  pid: number,
+  decision: ModeDecision,
+  identity: WorkloadIdentity,
+  ports: InPlacePorts,
+): LaunchPlan {
+  if (options.command.length === 0 || !options.command[0]) {
+    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
+  }
+  const expand = (p: string) => expandHome(p);
+  const paths = new Set<string>([...profile.filesystem.system, ...PATH_CANDIDATES, ...IN_PLACE_PATHS]);
+  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
+  return buildInPlacePlan({
+    profile,
+    host,
+    pathFacts: inspectHostPaths(paths),
+    command: options.command,
+    name,
+    supervisorPid: pid,
+    sandboxDir,
+    hostEnv: options.env ?? process.env,
+    expand,
+    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
+    compileSeccomp: compileSeccompCached,
+    decision,
+    identity,
+    ports,
+  });
+}
+
+/** planLaunch in in-place mode: nothing is created; the ports are the namespaces-mode numbers. */
+async function dryRunInPlace(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, refused: NamespacesRefusal | undefined): Promise<{ plan: LaunchPlan }> {
+  const profile = loaded.profile;
+  const decision = chooseMode(profile, host, refused ?? namespacesRefused);
+  await precompileSeccomp(inPlaceSeccomp(profile.seccomp), host);
+  const identity = chooseIdentity(profile, host, 'in-place');
+  const given = inPlaceDirChoice(profile);
+  const sandboxDir = given ? { host: expandHome(given), ephemeral: false } : { host: '<temporary directory>', ephemeral: true };
+  const ports: InPlacePorts = {
+    ...(profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
+    ...(profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
+  };
+  return { plan: planInPlace(options, profile, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
+}
+
+/** In place, the sandbox directory is --sandbox-dir, else the container's /sandbox when it is a directory. */
+function inPlaceDirChoice(profile: Profile): string | undefined {
+  return profile.filesystem.sandboxDir ?? (inspectHostPath('/sandbox').realKind === 'dir' ? '/sandbox' : undefined);
+}
+
+/**
+ * In-place mode's sandbox directory. Nothing is mounted: the directory itself, where it is, is the
+ * workload's HOME and cwd. A temporary one is made when neither --sandbox-dir nor /sandbox exists.
+ * Ownership goes to the workload's uid only when clawjail changes to it (a root caller).
+ */
+function prepareInPlaceDir(profile: Profile, identity: WorkloadIdentity, name: string): { host: string; ephemeral: boolean } {
+  const owner = identity.change ? { uid: identity.uid, gid: identity.gid } : undefined;
+  const given = inPlaceDirChoice(profile);
+  if (!given) {
+    const dir = mkdtempSync(join(tmpdir(), `clawjail-${name}-`));
+    if (owner) chownOrExplain(dir, owner, () => rmSync(dir, { recursive: true, force: true }));
+    return { host: dir, ephemeral: true };
+  }
+  const wanted = expandHome(given, homedir());
+  let fact = inspectHostPath(wanted);
+  if (fact.kind === 'missing') {
+    mkdirSync(wanted, { recursive: true, mode: 0o700 });
+    if (owner) chownOrExplain(wanted, owner, () => rmdirSync(wanted));
+    fact = inspectHostPath(wanted);
+  }
+  if (!fact.real || fact.realKind !== 'dir') {
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${wanted} is not a directory${fact.kind === 'symlink' ? ` (a symlink to ${fact.link})` : ''}`, {
+      hint: 'give a directory with --sandbox-dir, or omit it for a temporary one',
+      path: wanted,
+    });
+  }
+  const st = inspectHostPath(fact.real);
+  if (owner && st.uid !== owner.uid) {
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${fact.real} is owned by uid ${st.uid}, but the workload runs as uid ${owner.uid}`, {
+      hint: `chown -R ${owner.uid}:${owner.gid} ${fact.real} (in a Dockerfile: RUN mkdir /sandbox && chown ${owner.uid}:${owner.gid} /sandbox), or set identity.uid to the directory's owner`,
+      path: fact.real,
+    });
+  }
+  return { host: fact.real, ephemeral: false };
 }
 
 /** oom_kill count from the sandbox cgroup's memory.events (0 when absent). */

@@ -49,7 +49,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   }
   const { probeHost } = await import('../host/probe.js');
   const { planLaunch, refusalReason } = await import('../launch.js');
-  const { isNamespacesRefusal } = await import('../plan/mode.js');
+  const { chooseMode, isNamespacesRefusal } = await import('../plan/mode.js');
   const facts = probeHost({ checkUserns: true });
 
   const trials: { namespaces: Trial; inPlace?: Trial } = { namespaces: await trial('namespaces') };
@@ -66,7 +66,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   try {
     const planned = await planLaunch({ command: ['true'], host, ...(refused ? { refused } : {}), ...(values.profile ? { profile: values.profile } : {}) });
     layers = planned.plan.report.layers;
-    decision = planned.decision;
+    decision = chooseMode(planned.loaded.profile, host, refused);
   } catch (e) {
     refusal = (e as Error).message;
   }

@@ -32,8 +32,7 @@ export const RUN_OPTIONS = {
 export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
 
   -p, --profile NAME|FILE     built-in profile (default, strict, openclaw) or a YAML/JSON file
-      --sandbox-dir DIR       host directory mounted at /sandbox (default: a temporary one, removed at exit);
-                              in-place mode: used where it is, as HOME and cwd
+      --sandbox-dir DIR       host directory mounted at /sandbox (default: a temporary one, removed at exit)
       --ro SRC[:DEST]         bind a host path read-only (repeatable)
       --rw SRC[:DEST]         bind a host path read-write (repeatable; never /)
   -e, --env K=V | K           set a variable, or copy K from the host (repeatable)
@@ -51,7 +50,8 @@ export const RUN_HELP = `Usage: clawjail run [options] -- COMMAND [ARGS...]
       --landlock MODE         required | best-effort | off (default from the profile: best-effort)
       --seccomp MODE          enforce | required | log | off (log: denied calls run and are logged by the kernel)
       --mode MODE             auto | namespaces | in-place (default auto: namespaces, or in-place with a
-                              warning where a container forbids them)
+                              warning where a container forbids them; in place, --sandbox-dir is used
+                              where it is, as HOME and cwd)
       --dry-run               print the launch plan as JSON and run nothing
       --status-json FILE      write the enforcement report and exit status to FILE (- for stdout)
       --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default warn)

@@ -7,9 +7,9 @@ import { buildEnv, PATH_CANDIDATES } from './env.js';
 import type { PathFacts } from './host-paths.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
 import { buildRlimits } from './limits.js';
-import { chooseIdentity } from './mode.js';
 import { buildMounts, DEVICES, parseSize, type ResolvedBind } from './mounts.js';
 import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
+import { chooseIdentity } from './mode.js';
 
 export const EGRESS_PORT = 3128;
 /** Where the router listens inside: defined once, with the router. */
@@ -32,8 +32,6 @@ export interface BuildPlanInput {
   /** Where this sandbox's cgroup would be created (from the host facts), if anywhere. */
   cgroupDir?: string;
   compileSeccomp?: SeccompCompiler;
-  /** Why namespaces mode (from chooseMode), for the report. */
-  modeReason?: string;
 }
 
 export interface LaunchPlan {
@@ -64,8 +62,6 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
       ...(host.userns.errno !== undefined ? { errno: host.userns.errno } : {}),
     });
   }
-  // A root caller's dedicated uid must exist here (not so in a user-namespaced container).
-  chooseIdentity(profile, host, 'namespaces');
   const identity = buildIdentity(profile, host);
   layers.push({ layer: 'namespaces', status: 'enforced', detail: 'user, mount, pid, net, ipc, uts, cgroup' });
   layers.push({
@@ -215,14 +211,15 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     publish: profile.publish,
     cgroup,
     binds: mountResult.binds,
-    report: { sandbox: input.name, mode: 'namespaces', ...(input.modeReason ? { modeReason: input.modeReason } : {}), layers },
+    report: { sandbox: input.name, mode: 'namespaces', layers },
     warnings,
   };
 }
 
 export function buildIdentity(profile: Profile, host: HostFacts): NativeIdentity {
   if (host.isRoot) {
-    const { uid, gid } = profile.identity;
+    // The dedicated uid must exist here (not so in a user-namespaced container): else a named refusal.
+    const { uid, gid } = chooseIdentity(profile, host, 'namespaces');
     return { uid, gid, hostUid: uid, hostGid: gid, dropSupplementaryGroups: true };
   }
   return { uid: host.uid, gid: host.gid, hostUid: host.uid, hostGid: host.gid, dropSupplementaryGroups: false };
