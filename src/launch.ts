@@ -330,152 +330,6 @@ function prepareSandboxDir(profile: Profile, host: HostFacts, name: string): { h
   return { host: fact.real, ephemeral: false };
 }
 
-/** chown that fails as a named error (an unmapped id is EINVAL), undoing what was created. */
-function chownOrExplain(path: string, owner: { uid: number; gid: number }, undo: () => void): void {
-  try {
-    chownSync(path, owner.uid, owner.gid);
-  } catch (e) {
-    try {
-      undo();
-    } catch {
-      // the original error is the one to report
-    }
-    const err = e as NodeJS.ErrnoException;
-    throw new ClawjailError(err.code === 'EINVAL' ? 'ERR_CLAWJAIL_IDENTITY' : (err.code ?? 'ERR_CLAWJAIL_SETUP'), `cannot give ${path} to the sandbox user ${owner.uid}:${owner.gid}: ${err.code ?? err.message}`, {
-      hint: err.code === 'EINVAL' ? 'that uid does not exist in this user namespace; set identity.uid/gid to a mapped id (see /proc/self/uid_map)' : 'check that clawjail may change the owner of files it creates there',
-      path,
-      ...(typeof err.errno === 'number' ? { errno: Math.abs(err.errno) } : {}),
-    });
-  }
-}
-
-/**
- * In-place mode: the egress proxy and the inference router listen on the container's loopback, at
- * ports the kernel picks, before the plan names them. `take()` hands the fds to the services.
- */
-function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[]): { ports: InPlacePorts; names: string[]; take(): number[] } {
-  const wanted: ('egress' | 'inference')[] = [];
-  if (profile.network.mode === 'proxy') wanted.push('egress');
-  if (profile.inference.routes.length > 0) wanted.push('inference');
-  const open: { name: string; fd: number; port: number }[] = [];
-  let taken = false;
-  cleanups.push(() => {
-    if (!taken) for (const l of open) addon().closeFd(l.fd);
-  });
-  try {
-    for (const name of wanted) open.push({ name, ...addon().listenLoopback() });
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException & { errno?: number };
-    throw new ClawjailError('ERR_CLAWJAIL_SERVICE', `cannot listen on 127.0.0.1 for the sandbox's services: ${err.message}`, {
-      hint: 'the container needs a loopback interface (it has one unless started with --network none and lo down)',
-      step: 'services.listen',
-      ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
-    });
-  }
-  const ports: InPlacePorts = {};
-  for (const l of open) ports[l.name as 'egress' | 'inference'] = l.port;
-  return {
-    ports,
-    names: open.map((l) => l.name),
-    take: () => {
-      taken = true;
-      return open.map((l) => l.fd);
-    },
-  };
-}
-
-/** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
-function planInPlace(
-  options: LaunchOptions,
-  profile: Profile,
-  host: HostFacts,
-  name: string,
-  sandboxDir: { host: string; ephemeral: boolean },
-  pid: number,
-  decision: ModeDecision,
-  identity: WorkloadIdentity,
-  ports: InPlacePorts,
-): LaunchPlan {
-  if (options.command.length === 0 || !options.command[0]) {
-    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
-  }
-  const expand = (p: string) => expandHome(p);
-  const paths = new Set<string>([...profile.filesystem.system, ...PATH_CANDIDATES, ...IN_PLACE_PATHS]);
-  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
-  return buildInPlacePlan({
-    profile,
-    host,
-    pathFacts: inspectHostPaths(paths),
-    command: options.command,
-    name,
-    supervisorPid: pid,
-    sandboxDir,
-    hostEnv: options.env ?? process.env,
-    expand,
-    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
-    compileSeccomp: compileSeccompCached,
-    decision,
-    identity,
-    ports,
-  });
-}
-
-/** planLaunch in in-place mode: nothing is created; the ports are the namespaces-mode numbers. */
-async function dryRunInPlace(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, refused: NamespacesRefusal | undefined): Promise<{ plan: LaunchPlan }> {
-  const profile = loaded.profile;
-  const decision = chooseMode(profile, host, refused ?? namespacesRefused);
-  await precompileSeccomp(inPlaceSeccomp(profile.seccomp), host);
-  const identity = chooseIdentity(profile, host, 'in-place');
-  const given = inPlaceDirChoice(profile);
-  const sandboxDir = given ? { host: expandHome(given), ephemeral: false } : { host: '<temporary directory>', ephemeral: true };
-  const ports: InPlacePorts = {
-    ...(profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
-    ...(profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
-  };
-  return { plan: planInPlace(options, profile, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
-}
-
-/** In place, the sandbox directory is --sandbox-dir, else the container's /sandbox when it is a directory. */
-function inPlaceDirChoice(profile: Profile): string | undefined {
-  return profile.filesystem.sandboxDir ?? (inspectHostPath('/sandbox').realKind === 'dir' ? '/sandbox' : undefined);
-}
-
-/**
- * In-place mode's sandbox directory. Nothing is mounted: the directory itself, where it is, is the
- * workload's HOME and cwd. A temporary one is made when neither --sandbox-dir nor /sandbox exists.
- * Ownership goes to the workload's uid only when clawjail changes to it (a root caller).
- */
-function prepareInPlaceDir(profile: Profile, identity: WorkloadIdentity, name: string): { host: string; ephemeral: boolean } {
-  const owner = identity.change ? { uid: identity.uid, gid: identity.gid } : undefined;
-  const given = inPlaceDirChoice(profile);
-  if (!given) {
-    const dir = mkdtempSync(join(tmpdir(), `clawjail-${name}-`));
-    if (owner) chownOrExplain(dir, owner, () => rmSync(dir, { recursive: true, force: true }));
-    return { host: dir, ephemeral: true };
-  }
-  const wanted = expandHome(given, homedir());
-  let fact = inspectHostPath(wanted);
-  if (fact.kind === 'missing') {
-    mkdirSync(wanted, { recursive: true, mode: 0o700 });
-    if (owner) chownOrExplain(wanted, owner, () => rmdirSync(wanted));
-    fact = inspectHostPath(wanted);
-  }
-  if (!fact.real || fact.realKind !== 'dir') {
-    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${wanted} is not a directory${fact.kind === 'symlink' ? ` (a symlink to ${fact.link})` : ''}`, {
-      hint: 'give a directory with --sandbox-dir, or omit it for a temporary one',
-      path: wanted,
-    });
-  }
-  const st = inspectHostPath(fact.real);
-  if (owner && st.uid !== owner.uid) {
-    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${fact.real} is owned by uid ${st.uid}, but the workload runs as uid ${owner.uid}`, {
-      hint: `chown -R ${owner.uid}:${owner.gid} ${fact.real} (in a Dockerfile: RUN mkdir /sandbox && chown ${owner.uid}:${owner.gid} /sandbox), or set identity.uid to the directory's owner`,
-      path: fact.real,
-    });
-  }
-  return { host: fact.real, ephemeral: false };
-}
-
 /** oom_kill count from the sandbox cgroup's memory.events (0 when absent). */
 function oomKills(dir: string): number {
   try {
@@ -708,6 +562,154 @@ async function publishPorts(plan: LaunchPlan, channel: InitChannel, cleanups: ((
     out.push({ hostAddress: p.hostAddress, hostPort: addr.port, port: p.port });
   }
   return out;
+}
+
+// ---- in-place mode ---------------------------------------------------------------------------
+
+/** chown that fails as a named error (an unmapped id is EINVAL), undoing what was created. */
+function chownOrExplain(path: string, owner: { uid: number; gid: number }, undo: () => void): void {
+  try {
+    chownSync(path, owner.uid, owner.gid);
+  } catch (e) {
+    try {
+      undo();
+    } catch {
+      // the original error is the one to report
+    }
+    const err = e as NodeJS.ErrnoException;
+    throw new ClawjailError(err.code === 'EINVAL' ? 'ERR_CLAWJAIL_IDENTITY' : (err.code ?? 'ERR_CLAWJAIL_SETUP'), `cannot give ${path} to the sandbox user ${owner.uid}:${owner.gid}: ${err.code ?? err.message}`, {
+      hint: err.code === 'EINVAL' ? 'that uid does not exist in this user namespace; set identity.uid/gid to a mapped id (see /proc/self/uid_map)' : 'check that clawjail may change the owner of files it creates there',
+      path,
+      ...(typeof err.errno === 'number' ? { errno: Math.abs(err.errno) } : {}),
+    });
+  }
+}
+
+/**
+ * In-place mode: the egress proxy and the inference router listen on the container's loopback, at
+ * ports the kernel picks, before the plan names them. `take()` hands the fds to the services.
+ */
+function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[]): { ports: InPlacePorts; names: string[]; take(): number[] } {
+  const wanted: ('egress' | 'inference')[] = [];
+  if (profile.network.mode === 'proxy') wanted.push('egress');
+  if (profile.inference.routes.length > 0) wanted.push('inference');
+  const open: { name: string; fd: number; port: number }[] = [];
+  let taken = false;
+  cleanups.push(() => {
+    if (!taken) for (const l of open) addon().closeFd(l.fd);
+  });
+  try {
+    for (const name of wanted) open.push({ name, ...addon().listenLoopback() });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { errno?: number };
+    throw new ClawjailError('ERR_CLAWJAIL_SERVICE', `cannot listen on 127.0.0.1 for the sandbox's services: ${err.message}`, {
+      hint: 'the container needs a loopback interface (it has one unless started with --network none and lo down)',
+      step: 'services.listen',
+      ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
+    });
+  }
+  const ports: InPlacePorts = {};
+  for (const l of open) ports[l.name as 'egress' | 'inference'] = l.port;
+  return {
+    ports,
+    names: open.map((l) => l.name),
+    take: () => {
+      taken = true;
+      return open.map((l) => l.fd);
+    },
+  };
+}
+
+/** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
+function planInPlace(
+  options: LaunchOptions,
+  profile: Profile,
+  host: HostFacts,
+  name: string,
+  sandboxDir: { host: string; ephemeral: boolean },
+  pid: number,
+  decision: ModeDecision,
+  identity: WorkloadIdentity,
+  ports: InPlacePorts,
+): LaunchPlan {
+  if (options.command.length === 0 || !options.command[0]) {
+    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
+  }
+  const expand = (p: string) => expandHome(p);
+  const paths = new Set<string>([...profile.filesystem.system, ...PATH_CANDIDATES, ...IN_PLACE_PATHS]);
+  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
+  return buildInPlacePlan({
+    profile,
+    host,
+    pathFacts: inspectHostPaths(paths),
+    command: options.command,
+    name,
+    supervisorPid: pid,
+    sandboxDir,
+    hostEnv: options.env ?? process.env,
+    expand,
+    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
+    compileSeccomp: compileSeccompCached,
+    decision,
+    identity,
+    ports,
+  });
+}
+
+/** planLaunch in in-place mode: nothing is created; the ports are the namespaces-mode numbers. */
+async function dryRunInPlace(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, refused: NamespacesRefusal | undefined): Promise<{ plan: LaunchPlan }> {
+  const profile = loaded.profile;
+  const decision = chooseMode(profile, host, refused ?? namespacesRefused);
+  await precompileSeccomp(inPlaceSeccomp(profile.seccomp), host);
+  const identity = chooseIdentity(profile, host, 'in-place');
+  const given = inPlaceDirChoice(profile);
+  const sandboxDir = given ? { host: expandHome(given), ephemeral: false } : { host: '<temporary directory>', ephemeral: true };
+  const ports: InPlacePorts = {
+    ...(profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
+    ...(profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
+  };
+  return { plan: planInPlace(options, profile, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
+}
+
+/** In place, the sandbox directory is --sandbox-dir, else the container's /sandbox when it is a directory. */
+function inPlaceDirChoice(profile: Profile): string | undefined {
+  return profile.filesystem.sandboxDir ?? (inspectHostPath('/sandbox').realKind === 'dir' ? '/sandbox' : undefined);
+}
+
+/**
+ * In-place mode's sandbox directory. Nothing is mounted: the directory itself, where it is, is the
+ * workload's HOME and cwd. A temporary one is made when neither --sandbox-dir nor /sandbox exists.
+ * Ownership goes to the workload's uid only when clawjail changes to it (a root caller).
+ */
+function prepareInPlaceDir(profile: Profile, identity: WorkloadIdentity, name: string): { host: string; ephemeral: boolean } {
+  const owner = identity.change ? { uid: identity.uid, gid: identity.gid } : undefined;
+  const given = inPlaceDirChoice(profile);
+  if (!given) {
+    const dir = mkdtempSync(join(tmpdir(), `clawjail-${name}-`));
+    if (owner) chownOrExplain(dir, owner, () => rmSync(dir, { recursive: true, force: true }));
+    return { host: dir, ephemeral: true };
+  }
+  const wanted = expandHome(given, homedir());
+  let fact = inspectHostPath(wanted);
+  if (fact.kind === 'missing') {
+    mkdirSync(wanted, { recursive: true, mode: 0o700 });
+    if (owner) chownOrExplain(wanted, owner, () => rmdirSync(wanted));
+    fact = inspectHostPath(wanted);
+  }
+  if (!fact.real || fact.realKind !== 'dir') {
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${wanted} is not a directory${fact.kind === 'symlink' ? ` (a symlink to ${fact.link})` : ''}`, {
+      hint: 'give a directory with --sandbox-dir, or omit it for a temporary one',
+      path: wanted,
+    });
+  }
+  const st = inspectHostPath(fact.real);
+  if (owner && st.uid !== owner.uid) {
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${fact.real} is owned by uid ${st.uid}, but the workload runs as uid ${owner.uid}`, {
+      hint: `chown -R ${owner.uid}:${owner.gid} ${fact.real} (in a Dockerfile: RUN mkdir /sandbox && chown ${owner.uid}:${owner.gid} /sandbox), or set identity.uid to the directory's owner`,
+      path: fact.real,
+    });
+  }
+  return { host: fact.real, ephemeral: false };
 }
 
 export type { AuditEvent, AuditSink };
