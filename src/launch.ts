@@ -123,7 +123,7 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
   // only things made before it)
   const identity = chooseIdentity(profile, host, decision.mode);
   const name = sandboxName(options, profile);
-  const sandboxDir = decision.mode === 'in-place' ? prepareInPlaceDir(profile, identity, name) : prepareSandboxDir(profile, host, name);
+  const sandboxDir = decision.mode === 'in-place' ? prepareInPlaceDir(profile, identity) : prepareSandboxDir(profile, host, name);
   const cleanups: (() => void | Promise<void>)[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
   const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
@@ -678,14 +678,15 @@ function inPlaceDirChoice(profile: Profile): string | undefined {
 
 /**
  * In-place mode's sandbox directory. Nothing is mounted: the directory itself, where it is, is the
- * workload's HOME and cwd. A temporary one is made when neither --sandbox-dir nor /sandbox exists.
+ * workload's HOME and cwd. A temporary one (named like namespaces mode's, nothing about the supervisor in it) is made
+ * when neither --sandbox-dir nor /sandbox exists.
  * Ownership goes to the workload's uid only when clawjail changes to it (a root caller).
  */
-function prepareInPlaceDir(profile: Profile, identity: WorkloadIdentity, name: string): { host: string; ephemeral: boolean } {
+function prepareInPlaceDir(profile: Profile, identity: WorkloadIdentity): { host: string; ephemeral: boolean } {
   const owner = identity.change ? { uid: identity.uid, gid: identity.gid } : undefined;
   const given = inPlaceDirChoice(profile);
   if (!given) {
-    const dir = mkdtempSync(join(tmpdir(), `clawjail-${name}-`));
+    const dir = mkdtempSync(join(tmpdir(), 'clawjail-sbx-'));
     if (owner) chownOrExplain(dir, owner, () => rmSync(dir, { recursive: true, force: true }));
     return { host: dir, ephemeral: true };
   }
