@@ -690,7 +690,7 @@ function prepareInPlaceDir(profile: Profile, identity: WorkloadIdentity): { host
     if (owner) chownOrExplain(dir, owner, () => rmSync(dir, { recursive: true, force: true }));
     return { host: dir, ephemeral: true };
   }
-  const wanted = expandHome(given, homedir());
+  const wanted = expandHome(given);
   let fact = inspectHostPath(wanted);
   if (fact.kind === 'missing') {
     mkdirSync(wanted, { recursive: true, mode: 0o700 });
