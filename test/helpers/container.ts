@@ -10,7 +10,7 @@
 //    (bind-mounted /dev/null): the kernel then refuses a fresh procfs in a new user namespace.
 import { execa, type Result } from 'execa';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,9 +76,12 @@ export function containerPrefix(kind: ContainerKind, as: As, extra: { pidNamespa
       }
     });
     const pkg = packageRootFor(as);
+    // node_modules may be a link to elsewhere (a worktree sharing one): bind where it really is
+    const modules = realpathSync(join(pkg, 'node_modules'));
+    const extra = modules.startsWith(pkg + '/') ? [] : ['--ro-bind', modules, modules];
     return [
       ...user, 'bwrap', '--unshare-user', '--unshare-pid', '--ro-bind', '/usr', '/usr', ...links.flat(), '--ro-bind', '/etc', '/etc',
-      '--ro-bind', pkg, pkg, '--bind', '/tmp', '/tmp', '--dev', '/dev', '--proc', '/proc',
+      '--ro-bind', pkg, pkg, ...extra, '--bind', '/tmp', '/tmp', '--dev', '/dev', '--proc', '/proc',
       ...MASKED.filter((p) => existsSync(p)).flatMap((p) => ['--ro-bind', '/dev/null', p]), '--',
     ];
   }

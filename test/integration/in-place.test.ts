@@ -408,9 +408,10 @@ describe.skipIf(!IS_ROOT || !!containerUnsupportedReason('bwrap'))('root in a us
     // A private TMPDIR: whatever the supervisor creates there is ours to see.
     const tmp = mkdtempSync(join(scratch, 'tmpdir-'));
     for (const mode of ['in-place', 'namespaces', 'auto']) {
-      const r = await clawjailIn('bwrap', 'root', ['run', '--mode', mode, '--status-json', '-', '--', 'true'], { env: { TMPDIR: tmp } });
+      const status = join(scratch, `unmapped-${mode}.json`);
+      const r = await clawjailIn('bwrap', 'root', ['run', '--mode', mode, '--status-json', status, '--', 'true'], { env: { TMPDIR: tmp } });
       expect(r.exitCode).toBe(125);
-      const st = JSON.parse(r.stdout) as { error: { code: string; step: string } };
+      const st = JSON.parse(readFileSync(status, 'utf8')) as { error: { code: string; step: string } };
       expect(st.error).toMatchObject({ code: 'ERR_CLAWJAIL_IDENTITY', step: 'identity' });
       expect(r.stderr).toContain('only uids 0-0 are mapped');
       expect(r.stderr).not.toContain('internal error');
