@@ -375,6 +375,8 @@ while True:
   });
 });
 
+if (!IS_ROOT) console.log('skipping the root-only in-place tests (no CAP_SETPCAP, unmapped sandbox uid): the test runner is not root');
+
 describe.skipIf(!IS_ROOT || !!containerUnsupportedReason('seccomp') || !!noLandlock)('root without CAP_SETPCAP (a pod with capabilities dropped)', () => {
   it('keeps the bounding set it cannot shrink, still ends with no capabilities and says so', async () => {
     const r = await execa('setpriv', ['--bounding-set', '-setpcap', '--inh-caps', '-all', containerSim(), process.execPath, join(packageRootFor('root'), 'bin', 'clawjail.js'), 'run', '--mode', 'in-place', '--status-json', join(scratch, 'nosetpcap.json'), '--', 'grep', '-E', '^(CapEff|CapPrm|NoNewPrivs)', '/proc/self/status'], { reject: false, cwd: tmpdir(), env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, extendEnv: false });
