@@ -10,6 +10,8 @@
 #include "inplace.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <csignal>
 #include <cstring>
 #include <dirent.h>
@@ -130,24 +132,44 @@ void answerConnect(int channelFd, const std::string& record) {
   }
 }
 
-// Our direct children, from /proc (orphans of the workload's tree are reparented to us).
+// Our direct children (orphans of the workload's tree are reparented to us): the kernel's list
+// when it keeps one (CONFIG_PROC_CHILDREN), else every /proc/PID/stat whose parent is us.
 std::vector<pid_t> children() {
   std::vector<pid_t> out;
-  std::string path = "/proc/self/task/" + std::to_string(getpid()) + "/children";
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return out;
   std::string text;
   char buf[4096];
   ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  close(fd);
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t j = text.find(' ', i);
-    if (j == std::string::npos) j = text.size();
-    if (j > i) out.push_back(static_cast<pid_t>(std::stol(text.substr(i, j - i))));
-    i = j + 1;
+  std::string path = "/proc/self/task/" + std::to_string(getpid()) + "/children";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    while ((n = read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    close(fd);
+    size_t i = 0;
+    while (i < text.size()) {
+      size_t j = text.find(' ', i);
+      if (j == std::string::npos) j = text.size();
+      if (j > i) out.push_back(static_cast<pid_t>(std::stol(text.substr(i, j - i))));
+      i = j + 1;
+    }
+    return out;
   }
+  DIR* proc = opendir("/proc");
+  if (!proc) return out;
+  const pid_t self = getpid();
+  while (struct dirent* e = readdir(proc)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    int sfd = open(("/proc/" + std::string(e->d_name) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+    if (sfd < 0) continue;
+    n = read(sfd, buf, sizeof buf - 1);
+    close(sfd);
+    if (n <= 0) continue;
+    buf[n] = '\0';
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses, so parse after the last ')'.
+    const char* commEnd = strrchr(buf, ')');
+    int ppid = 0;
+    if (commEnd && sscanf(commEnd + 1, " %*c %d", &ppid) == 1 && ppid == self) out.push_back(static_cast<pid_t>(atoi(e->d_name)));
+  }
+  closedir(proc);
   return out;
 }
 
