@@ -40,6 +40,8 @@ const AF = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;
 const SOCK_STREAM = 1;
 const SOCK_TYPE_MASK = 0xf;
 const IPPROTO_TCP = 6;
+/** send*(…, MSG_FASTOPEN): an implicit connect that landlock's connect rules never see. */
+const MSG_FASTOPEN = 0x20000000;
 
 /** Calls a namespace-less sandbox must never get back through a profile's allow entry. */
 const ALWAYS_DENIED = ['mount', 'umount2', 'pivot_root', 'chroot', 'setns', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'move_mount', 'open_tree', 'mount_setattr'];
@@ -83,6 +85,15 @@ export function inPlaceSeccomp(config: SeccompConfig): SeccompConfig {
     { syscall: 'socket', args: [], errno: 'EPERM', reason: 'in-place: UDP, raw, SCTP, MPTCP and netlink sockets reach the container network without landlock; only the families allowed are usable' },
     ...ALWAYS_DENIED.map((syscall) => ({ syscall, args: [], errno: 'EPERM', reason: 'in-place: the workload must not reshape the container\'s mounts or join namespaces' })),
     { syscall: 'clone3', args: [], errno: 'ENOSYS', reason: 'in-place: flags unreadable by a filter; glibc falls back to clone' },
+    // TCP Fast Open's sendto/sendmsg connects without the connect hook landlock checks (landlock-lsm
+    // issue 41): to any address. EOPNOTSUPP is what the kernel says when TFO is off, so clients
+    // fall back to connect(), which landlock does check.
+    ...([['sendto', 3], ['sendmsg', 2], ['sendmmsg', 3]] as const).map(([syscall, index]) => ({
+      syscall,
+      args: [{ index, op: 'masked-eq' as const, mask: MSG_FASTOPEN, value: MSG_FASTOPEN, width: 32 as const }],
+      errno: 'EOPNOTSUPP',
+      reason: 'in-place: MSG_FASTOPEN connects to any address without landlock\'s connect check',
+    })),
     { syscall: 'unshare', args: [], errno: 'EPERM', reason: 'in-place: no new namespaces (allowed without CLONE_NEW* flags by the clone/unshare allow entries)' },
     { syscall: 'clone', args: [], errno: 'EPERM', reason: 'in-place: no new namespaces (allowed without CLONE_NEW* flags by the clone allow entry)' },
   ];

@@ -154,6 +154,18 @@ describe('inPlaceSeccomp', () => {
     expect(call('socket', ...args)).toBe(expected);
   });
 
+  it('refuses TCP Fast Open sends (an implicit connect landlock does not check) with EOPNOTSUPP, and nothing else of send*', () => {
+    const MSG_FASTOPEN = 0x20000000;
+    const MSG_NOSIGNAL = 0x4000;
+    expect(call('sendto', 3, 0, 10, MSG_FASTOPEN, 0, 16)).toBe('errno:95');
+    expect(call('sendto', 3, 0, 10, MSG_FASTOPEN | MSG_NOSIGNAL, 0, 16)).toBe('errno:95');
+    expect(call('sendmsg', 3, 0, MSG_FASTOPEN)).toBe('errno:95');
+    expect(call('sendmmsg', 3, 0, 1, MSG_FASTOPEN)).toBe('errno:95');
+    expect(call('sendto', 3, 0, 10, MSG_NOSIGNAL, 0, 0)).toBe('allow');
+    expect(call('sendmsg', 3, 0, 0)).toBe('allow');
+    expect(call('sendmmsg', 3, 0, 1, 0)).toBe('allow');
+  });
+
   it('keeps the namespace and mount denials even when a profile allows them back', () => {
     const lax = inPlaceSeccomp(profile({ seccomp: { allow: [{ syscall: 'mount', reason: 'test' }, { syscall: 'setns', reason: 'test' }] } }).seccomp);
     const p = compileSeccomp(lax, 'x86_64').program;
