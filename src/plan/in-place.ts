@@ -251,7 +251,7 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
     layers.push({
       layer: 'network',
       status: 'enforced',
-      detail: `${where}; no UDP, raw or netlink sockets (seccomp)${ports.egress ? `; egress only through the allowlist proxy at 127.0.0.1:${ports.egress}` : '; no egress'}`,
+      detail: `${where}; no UDP, raw or netlink sockets and no TCP Fast Open sends (seccomp)${ports.egress ? `; egress only through the allowlist proxy at 127.0.0.1:${ports.egress}` : '; no egress'}; inbound: listen() without bind can still take an ephemeral port (the container's network policy governs it)`,
     });
   } else {
     const why = !netEnforced ? `landlock TCP rules are unavailable (ABI ${host.landlock.abi}; they need ABI 4, Linux 6.7)` : `seccomp.mode is ${profile.seccomp.mode}, so UDP and raw sockets are not refused`;
