@@ -50,7 +50,7 @@ let counter = 0;
 /** Steps 1–3 only: what `launch` would do, with no side effects (`--dry-run`). */
 export async function planLaunch(options: LaunchOptions & { host?: HostFacts; refused?: NamespacesRefusal }): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts }> {
   const loaded = await loadProfileCached(loadOptions(options));
-  const host = options.host ?? probeHost();
+  const host = options.host ?? probeForMode(loaded.profile);
   if (chooseMode(loaded.profile, host, options.refused ?? namespacesRefused).mode === 'in-place') return { ...(await dryRunInPlace(options, loaded, host, options.refused)), loaded, host };
   await precompileSeccomp(loaded.profile.seccomp, host);
   const name = sandboxName(options, loaded.profile);
@@ -80,13 +80,8 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
   const log = options.logger ?? rootLogger;
   // 1. profile
   const loaded = await loadProfileCached(loadOptions(options));
-  // 2. host facts, and the mode they allow. Where a container is likely, auto tries a user
-  // namespace up front (a throwaway clone: ~0.4 ms when allowed, nothing when refused) rather
-  // than learning it from a failed sandbox.
-  let host = probeHost();
-  if (loaded.profile.mode === 'auto' && host.userns.available === 'unknown' && !namespacesRefused && (host.container.inContainer || host.seccomp.alreadyFiltered || host.idMap)) {
-    host = probeHost({ checkUserns: true });
-  }
+  // 2. host facts, and the mode they allow
+  const host = probeForMode(loaded.profile);
   const decision = chooseMode(loaded.profile, host, namespacesRefused);
   try {
     return await launchIn(decision, loaded, host, options, log);
@@ -107,6 +102,17 @@ export async function launch(options: LaunchOptions): Promise<Sandbox> {
     }
     return launchIn(chooseMode(loaded.profile, host, namespacesRefused), loaded, host, options, log);
   }
+}
+
+/**
+ * Host facts for choosing the mode. Where a container is likely, auto tries a user namespace up
+ * front (a throwaway clone: ~0.4 ms when allowed, nothing when refused) rather than learning it
+ * from a failed sandbox.
+ */
+function probeForMode(profile: Profile): HostFacts {
+  const host = probeHost();
+  if (profile.mode !== 'auto' || host.userns.available !== 'unknown' || namespacesRefused) return host;
+  return host.container.inContainer || host.seccomp.alreadyFiltered || host.idMap ? probeHost({ checkUserns: true }) : host;
 }
 
 /** Why the environment refused a namespaces step, in words, for the warning and the report. */

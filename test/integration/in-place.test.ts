@@ -96,6 +96,17 @@ describe.each(ENVS)('in-place mode in a $kind container as $as', (env) => {
     expect(st.report.layers.find((l) => l.layer === 'filesystem')!.status).toBe('enforced');
   });
 
+  // A dry run only probes (a user namespace clone); podman's sethostname refusal needs doctor's trial.
+  it.skipIf(!!skip || env.kind === 'podman')('--dry-run plans in-place where the probe finds no user namespaces, and says why', async () => {
+    const r = await run(['--dry-run', '--', 'true']);
+    expect(r.exitCode).toBe(0);
+    const plan = JSON.parse(r.stdout) as { report: { mode: string }; warnings: string[]; native: { namespaces: string[]; inPlace?: object } };
+    expect(plan.report.mode).toBe('in-place');
+    expect(plan.native.namespaces).toEqual([]);
+    expect(plan.native.inPlace).toBeDefined();
+    expect(plan.warnings[0]).toContain(env.refusal);
+  });
+
   it.skipIf(!!skip)('doctor tries the namespaces sequence for real, then reports in-place with the reason and a working in-place trial', async () => {
     const j = await clawjailIn(env.kind, env.as, ['doctor', '--json', ...env.flags]);
     expect(j.exitCode).toBe(0);
