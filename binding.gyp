@@ -21,6 +21,7 @@
       "type": "executable",
       "sources": [
         "native/init/main.cc",
+        "native/init/inplace.cc",
         "native/init/plan.cc",
         "native/init/errors.cc",
         "native/init/channel.cc",

@@ -55,6 +55,10 @@ export async function bench() {
   const cliTrue = await timeMany(() => run(process.execPath, [cli, 'run', '--', 'true']));
   rows.push({ metric: 'node -e 0', value: nodeE0, unit: 'ms' });
   rows.push({ metric: 'clawjail run -- true (CLI)', value: cliTrue, unit: 'ms', ratio: cliTrue / nodeE0, target: '<= 1.5x node -e 0' });
+  // In-place mode (what a container that forbids namespaces gets), forced here on a host that allows them.
+  const cliInPlace = await timeMany(() => run(process.execPath, [cli, 'run', '--mode', 'in-place', '--', 'true']));
+  rows.push({ metric: 'clawjail run --mode in-place -- true (CLI)', value: cliInPlace, unit: 'ms', ratio: cliInPlace / nodeE0, target: '<= 1.5x node -e 0' });
+  rows.push({ metric: '  in-place vs namespaces mode (CLI)', value: cliInPlace, unit: 'ms', ratio: cliInPlace / cliTrue });
 
   const { launch } = await import(join(ROOT, 'dist', 'index.js'));
   const warm = await timeMany(async () => {
@@ -69,6 +73,13 @@ export async function bench() {
     await sb.exited;
     return performance.now() - t;
   });
+  const warmInPlace = await timeMany(async () => {
+    const t = performance.now();
+    const sb = await launch({ command: ['true'], overrides: [{ mode: 'in-place' }] });
+    await sb.exited;
+    return performance.now() - t;
+  });
+  rows.push({ metric: 'launch() of true, warm, in-place (with egress proxy)', value: warmInPlace, unit: 'ms', ratio: warmInPlace / warm, note: 'ratio vs namespaces launch()' });
   if (ensureBwrap()) {
     const bw = await timeMany(() => run('bwrap', BWRAP_ARGS));
     rows.push({ metric: 'bwrap --unshare-all ... true (spawned from Node)', value: bw, unit: 'ms' });

@@ -15,6 +15,7 @@ export type ClawjailErrorCode =
   | 'ERR_CLAWJAIL_SERVICE'
   | 'ERR_CLAWJAIL_CONTROL_DIR'
   | 'ERR_CLAWJAIL_OPENCLAW'
+  | 'ERR_CLAWJAIL_IDENTITY'
   | (string & {});
 
 export interface ClawjailErrorDetails {

@@ -5,6 +5,8 @@ export { loadProfile, parseProfile, type LoadedProfile, type LoadProfileOptions 
 export { ProfileSchema, type Profile } from './profile/schema.js';
 export { probeHost, type HostFacts } from './host/probe.js';
 export { buildPlan, type LaunchPlan, type BuildPlanInput } from './plan/plan.js';
+export { chooseMode, chooseIdentity, type ModeDecision, type ResolvedMode } from './plan/mode.js';
+export { buildInPlacePlan, inPlaceSeccomp } from './plan/in-place.js';
 export type { EnforcementReport, LayerReport, LayerStatus, NativePlan } from './plan/types.js';
 export { ClawjailError, isClawjailError, type ClawjailErrorCode } from './errors.js';
 export type { AuditEvent } from './log.js';

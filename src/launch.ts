@@ -16,6 +16,9 @@ import { buildPlan, type LaunchPlan } from './plan/plan.js';
 import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { cacheGet, cachePut } from './cache.js';
+import { EGRESS_PORT, INFERENCE_PORT } from './plan/plan.js';
+import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
+import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
 import type { Profile } from './profile/schema.js';
 import { InitChannel, MALFORMED_RECORD_STEP, type SetupFailure } from './services/channel.js';
 import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
@@ -49,16 +52,27 @@ export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
 let counter = 0;
 
 /** Steps 1–3 only: what `launch` would do, with no side effects (`--dry-run`). */
-export async function planLaunch(options: LaunchOptions): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts }> {
+export async function planLaunch(options: LaunchOptions & { host?: HostFacts; refused?: NamespacesRefusal }): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts }> {
   const loaded = await loadProfileCached(loadOptions(options));
-  const host = probeHost();
-  await precompileSeccomp(loaded.profile, host);
+  const host = options.host ?? probeForMode(loaded.profile);
+  if (chooseMode(loaded.profile, host, options.refused ?? namespacesRefused).mode === 'in-place') return { ...(await dryRunInPlace(options, loaded, host, options.refused)), loaded, host };
+  await precompileSeccomp(loaded.profile.seccomp, host);
   const name = sandboxName(options, loaded.profile);
   const sandboxDir = loaded.profile.filesystem.sandboxDir
     ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
     : { host: '<temporary directory>', ephemeral: true };
   const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0, protectedPaths(loaded, options, sandboxDir));
   return { plan, loaded, host };
+}
+
+/**
+ * Set once a namespaces launch in this process was refused by the environment (a container):
+ * later `auto` launches go in-place directly instead of trying again.
+ */
+let namespacesRefused: NamespacesRefusal | undefined;
+
+function seccompFor(profile: Profile, mode: ModeDecision['mode']): Profile['seccomp'] {
+  return mode === 'in-place' ? inPlaceSeccomp(profile.seccomp) : profile.seccomp;
 }
 
 /**
@@ -100,15 +114,59 @@ async function launchInTurn(options: LaunchOptions, endTurn: () => void): Promis
   const log = options.logger ?? rootLogger;
   // 1. profile
   const loaded = await loadProfileCached(loadOptions(options));
-  const profile = loaded.profile;
-  // 2. host facts
+  // 2. host facts, and the mode they allow
+  const host = probeForMode(loaded.profile);
+  const decision = chooseMode(loaded.profile, host, namespacesRefused);
+  try {
+    return await launchIn(decision, loaded, host, options, log, endTurn);
+  } catch (e) {
+    // auto: a container that refuses what namespaces need (clone, id maps, sethostname, a fresh
+    // /proc) gets the in-place sandbox instead, with a warning; everything the first try made is gone.
+    if (loaded.profile.mode !== 'auto' || decision.mode !== 'namespaces' || !(e instanceof ClawjailError)) throw e;
+    if (e.code === 'ERR_CLAWJAIL_IDENTITY') {
+      // The namespaces sandbox user does not exist here; whether in-place applies depends on
+      // whether namespaces work at all, which only a real clone tells.
+      const probed = probeHost({ checkUserns: true });
+      if (probed.userns.available !== false) throw e;
+      namespacesRefused = { step: 'namespaces.clone', errno: probed.userns.errno ?? 0, reason: probed.userns.reason ?? 'user namespaces are unavailable' };
+    } else if (isNamespacesRefusal(e)) {
+      namespacesRefused = { step: e.step!, errno: e.errno!, reason: refusalReason(e.step!, e.errno!, host) };
+    } else {
+      throw e;
+    }
+    return launchIn(chooseMode(loaded.profile, host, namespacesRefused), loaded, host, options, log, endTurn);
+  }
+}
+
+/**
+ * Host facts for choosing the mode. Where a container is likely, auto tries a user namespace up
+ * front (a throwaway clone: ~0.4 ms when allowed, nothing when refused) rather than learning it
+ * from a failed sandbox.
+ */
+function probeForMode(profile: Profile): HostFacts {
   const host = probeHost();
-  await precompileSeccomp(profile, host);
-  // 3. plan (after preparing /sandbox's host directory, the only thing created before it)
+  if (profile.mode !== 'auto' || host.userns.available !== 'unknown' || namespacesRefused) return host;
+  return host.container.inContainer || host.seccomp.alreadyFiltered || host.idMap ? probeHost({ checkUserns: true }) : host;
+}
+
+/** Why the environment refused a namespaces step, in words, for the warning and the report. */
+export function refusalReason(step: string, errno: number, host: HostFacts): string {
+  if (step === 'namespaces.clone') return explainUsernsFailure(errno, host.container.inContainer, host.seccomp.alreadyFiltered);
+  const hint = STEP_HINTS.find(([re]) => re.test(step))?.[1]({ step, errno, path: '', detail: '' });
+  return `${errnoName(errno)} at ${step}${hint ? `: ${hint}` : ''}`;
+}
+
+async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: HostFacts, options: LaunchOptions, log: Logger, endTurn: () => void): Promise<Sandbox> {
+  const profile = loaded.profile;
+  await precompileSeccomp(seccompFor(profile, decision.mode), host);
+  // 3. plan (after preparing /sandbox's host directory and, in-place, the service ports: the
+  // only things made before it)
+  const identity = chooseIdentity(profile, host, decision.mode);
   const name = sandboxName(options, profile);
-  const sandboxDir = prepareSandboxDir(profile, host, name, log);
+  const sandboxDir = decision.mode === 'in-place' ? prepareInPlaceDir(profile, identity) : prepareSandboxDir(profile, host, name, log);
   const cleanups: (() => void | Promise<void>)[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
+  const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
   let services: RunningServices | undefined;
   const early: AuditEvent[] = [];
   const audit = createAuditSink({
@@ -129,7 +187,7 @@ async function launchInTurn(options: LaunchOptions, endTurn: () => void): Promis
     await audit.close();
   };
   try {
-    const plan = plan3(options, profile, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
+    const plan = decision.mode === 'in-place' ? planInPlace(options, profile, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, profile, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
     for (const w of plan.warnings) log.warn({ sandbox: name }, w);
     if (host.isRoot) {
       const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
@@ -140,6 +198,8 @@ async function launchInTurn(options: LaunchOptions, endTurn: () => void): Promis
     audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
     // 4. services (they read the plan; they serve init's sockets once it hands them over)
     services = await prepareServices(plan, loaded, { ...options, audit, logger: log });
+    // In-place, the supervisor's own loopback sockets are the services' (there is no init to make them).
+    if (listeners?.names.length) await services.serve(listeners.names, listeners.take());
     // 5. the helper: clean environment, plan on fd 3, channel on fd 4
     const [ours, theirs] = addon().socketpair();
     const channel = new InitChannel(ours);
@@ -296,9 +356,9 @@ const seccompKey = (config: Profile['seccomp'], arch: string) => `${arch}\0${JSO
  * The filter depends only on the profile's seccomp section and the arch, so it is compiled once
  * (memory, then the on-disk cache) and the compiler is loaded only on a miss.
  */
-async function precompileSeccomp(profile: Profile, host: HostFacts): Promise<void> {
-  if (profile.seccomp.mode === 'off') return;
-  const key = seccompKey(profile.seccomp, host.arch);
+async function precompileSeccomp(config: Profile['seccomp'], host: HostFacts): Promise<void> {
+  if (config.mode === 'off') return;
+  const key = seccompKey(config, host.arch);
   if (seccompCache.has(key)) return;
   const disk = cacheGet<{ program: string; instructions: number; detail?: string }>('seccomp', key);
   if (disk) {
@@ -306,7 +366,7 @@ async function precompileSeccomp(profile: Profile, host: HostFacts): Promise<voi
     return;
   }
   const { compileSeccomp } = await import('./plan/seccomp/index.js');
-  const out = compileSeccomp(profile.seccomp, host.arch as 'x86_64');
+  const out = compileSeccomp(config, host.arch as 'x86_64');
   const c = { program: out.program, instructions: out.instructions, detail: `${out.denied.length} calls denied outright, ${out.argumentChecked.length} argument-checked` };
   if (seccompCache.size > 32) seccompCache.clear();
   seccompCache.set(key, c);
@@ -513,10 +573,14 @@ function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean
 }
 
 const STEP_HINTS: [RegExp, (f: SetupFailure) => string][] = [
-  [/^namespaces\.clone$/, (f) => explainUsernsFailure(f.errno, false, false)],
-  [/^userns\./, () => 'the kernel refused the uid/gid map; see `clawjail doctor`'],
+  [/^namespaces\.clone$/, (f) => explainUsernsFailure(f.errno, probeHost().container.inContainer, probeHost().seccomp.alreadyFiltered) + '; or run with --mode in-place'],
+  [/^uts\.sethostname$/, (f) => (f.errno === 1 ? 'the container\'s seccomp profile lets a user namespace be created but refuses sethostname in it (podman\'s default profile does); run with --mode in-place (or mode: auto), or start the container with a seccomp profile that allows sethostname' : 'see `clawjail doctor`')],
+  [/^identity\./, (f) => `the workload could not become uid/gid ${f.path}: it must exist in this user namespace (see /proc/self/uid_map); set identity.uid/gid to a mapped id`],
+  [/^inplace\./, () => 'the in-place supervisor could not start the workload; see the errno'],
+  [/^caps\.bounding$/, () => 'dropping the capability bounding set needs CAP_SETPCAP, which this container withheld from root; add it (docker: --cap-add SETPCAP)'],
+  [/^userns\./, () => 'the uid/gid map of the new user namespace was refused (a container may allow mapping only its own ids); run with --mode in-place (or mode: auto), and see `clawjail doctor`'],
   [/^mount\.bind_source$/, (f) => (f.errno === 13 ? `the caller cannot read ${f.path}; bind something it can read` : f.errno === 40 ? `${f.path} became a symlink after clawjail resolved it; refusing to follow it` : `check that ${f.path} exists`)],
-  [/^mount\.proc$/, () => 'the kernel refuses a fresh /proc when the visible /proc is partly masked (containers do this); run with an unmasked /proc (docker: --security-opt systempaths=unconfined)'],
+  [/^mount\.proc$/, () => 'the kernel refuses a fresh /proc when the visible /proc is partly masked (containers do this); run with --mode in-place (or mode: auto), or with an unmasked /proc (docker: --security-opt systempaths=unconfined)'],
   [/^mount\./, () => 'the mount namespace could not be built as planned; run with --log-level debug and report the step'],
   [/^landlock\./, () => 'landlock refused the ruleset; set landlock.mode: off to run without it, or report the step'],
   [/^seccomp\./, () => 'the kernel refused the seccomp filter; set seccomp.mode: off to run without it, or report the step'],
@@ -614,6 +678,155 @@ async function publishPorts(plan: LaunchPlan, channel: InitChannel, cleanups: ((
     out.push({ hostAddress: p.hostAddress, hostPort: addr.port, port: p.port });
   }
   return out;
+}
+
+// ---- in-place mode ---------------------------------------------------------------------------
+
+/** chown that fails as a named error (an unmapped id is EINVAL), undoing what was created. */
+function chownOrExplain(path: string, owner: { uid: number; gid: number }, undo: () => void): void {
+  try {
+    chownSync(path, owner.uid, owner.gid);
+  } catch (e) {
+    try {
+      undo();
+    } catch {
+      // the original error is the one to report
+    }
+    const err = e as NodeJS.ErrnoException;
+    throw new ClawjailError(err.code === 'EINVAL' ? 'ERR_CLAWJAIL_IDENTITY' : (err.code ?? 'ERR_CLAWJAIL_SETUP'), `cannot give ${path} to the sandbox user ${owner.uid}:${owner.gid}: ${err.code ?? err.message}`, {
+      hint: err.code === 'EINVAL' ? 'that uid does not exist in this user namespace; set identity.uid/gid to a mapped id (see /proc/self/uid_map)' : 'check that clawjail may change the owner of files it creates there',
+      path,
+      ...(typeof err.errno === 'number' ? { errno: Math.abs(err.errno) } : {}),
+    });
+  }
+}
+
+/**
+ * In-place mode: the egress proxy and the inference router listen on the container's loopback, at
+ * ports the kernel picks, before the plan names them. `take()` hands the fds to the services.
+ */
+function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[]): { ports: InPlacePorts; names: string[]; take(): number[] } {
+  const wanted: ('egress' | 'inference')[] = [];
+  if (profile.network.mode === 'proxy') wanted.push('egress');
+  if (profile.inference.routes.length > 0) wanted.push('inference');
+  const open: { name: string; fd: number; port: number }[] = [];
+  let taken = false;
+  cleanups.push(() => {
+    if (!taken) for (const l of open) addon().closeFd(l.fd);
+  });
+  try {
+    for (const name of wanted) open.push({ name, ...addon().listenLoopback() });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { errno?: number };
+    throw new ClawjailError('ERR_CLAWJAIL_SERVICE', `cannot listen on 127.0.0.1 for the sandbox's services: ${err.message}`, {
+      hint: 'the container needs a loopback interface (it has one unless started with --network none and lo down)',
+      step: 'services.listen',
+      ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
+    });
+  }
+  const ports: InPlacePorts = {};
+  for (const l of open) ports[l.name as 'egress' | 'inference'] = l.port;
+  return {
+    ports,
+    names: open.map((l) => l.name),
+    take: () => {
+      taken = true;
+      return open.map((l) => l.fd);
+    },
+  };
+}
+
+/** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
+function planInPlace(
+  options: LaunchOptions,
+  profile: Profile,
+  host: HostFacts,
+  name: string,
+  sandboxDir: { host: string; ephemeral: boolean },
+  pid: number,
+  decision: ModeDecision,
+  identity: WorkloadIdentity,
+  ports: InPlacePorts,
+): LaunchPlan {
+  if (options.command.length === 0 || !options.command[0]) {
+    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
+  }
+  const expand = (p: string) => expandHome(p);
+  const paths = new Set<string>([...profile.filesystem.system, ...PATH_CANDIDATES, ...IN_PLACE_PATHS]);
+  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
+  return buildInPlacePlan({
+    profile,
+    host,
+    pathFacts: inspectHostPaths(paths),
+    command: options.command,
+    name,
+    supervisorPid: pid,
+    sandboxDir,
+    hostEnv: options.env ?? process.env,
+    expand,
+    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
+    compileSeccomp: compileSeccompCached,
+    decision,
+    identity,
+    ports,
+  });
+}
+
+/** planLaunch in in-place mode: nothing is created; the ports are the namespaces-mode numbers. */
+async function dryRunInPlace(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, refused: NamespacesRefusal | undefined): Promise<{ plan: LaunchPlan }> {
+  const profile = loaded.profile;
+  const decision = chooseMode(profile, host, refused ?? namespacesRefused);
+  await precompileSeccomp(inPlaceSeccomp(profile.seccomp), host);
+  const identity = chooseIdentity(profile, host, 'in-place');
+  const given = inPlaceDirChoice(profile);
+  const sandboxDir = given ? { host: expandHome(given), ephemeral: false } : { host: '<temporary directory>', ephemeral: true };
+  const ports: InPlacePorts = {
+    ...(profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
+    ...(profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
+  };
+  return { plan: planInPlace(options, profile, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
+}
+
+/** In place, the sandbox directory is --sandbox-dir, else the container's /sandbox when it is a directory. */
+function inPlaceDirChoice(profile: Profile): string | undefined {
+  return profile.filesystem.sandboxDir ?? (inspectHostPath('/sandbox').realKind === 'dir' ? '/sandbox' : undefined);
+}
+
+/**
+ * In-place mode's sandbox directory. Nothing is mounted: the directory itself, where it is, is the
+ * workload's HOME and cwd. A temporary one (named like namespaces mode's, nothing about the supervisor in it) is made
+ * when neither --sandbox-dir nor /sandbox exists.
+ * Ownership goes to the workload's uid only when clawjail changes to it (a root caller).
+ */
+function prepareInPlaceDir(profile: Profile, identity: WorkloadIdentity): { host: string; ephemeral: boolean } {
+  const owner = identity.change ? { uid: identity.uid, gid: identity.gid } : undefined;
+  const given = inPlaceDirChoice(profile);
+  if (!given) {
+    const dir = mkdtempSync(join(tmpdir(), 'clawjail-sbx-'));
+    if (owner) chownOrExplain(dir, owner, () => rmSync(dir, { recursive: true, force: true }));
+    return { host: dir, ephemeral: true };
+  }
+  const wanted = expandHome(given);
+  let fact = inspectHostPath(wanted);
+  if (fact.kind === 'missing') {
+    mkdirSync(wanted, { recursive: true, mode: 0o700 });
+    if (owner) chownOrExplain(wanted, owner, () => rmdirSync(wanted));
+    fact = inspectHostPath(wanted);
+  }
+  if (!fact.real || fact.realKind !== 'dir') {
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${wanted} is not a directory${fact.kind === 'symlink' ? ` (a symlink to ${fact.link})` : ''}`, {
+      hint: 'give a directory with --sandbox-dir, or omit it for a temporary one',
+      path: wanted,
+    });
+  }
+  const st = inspectHostPath(fact.real);
+  if (owner && st.uid !== owner.uid) {
+    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${fact.real} is owned by uid ${st.uid}, but the workload runs as uid ${owner.uid}`, {
+      hint: `chown -R ${owner.uid}:${owner.gid} ${fact.real} (in a Dockerfile: RUN mkdir /sandbox && chown ${owner.uid}:${owner.gid} /sandbox), or set identity.uid to the directory's owner`,
+      path: fact.real,
+    });
+  }
+  return { host: fact.real, ephemeral: false };
 }
 
 export type { AuditEvent, AuditSink };

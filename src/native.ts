@@ -45,6 +45,8 @@ export interface Addon {
   closeFd(fd: number): void;
   /** A pipe already holding data (write end closed); returns the read end. */
   planPipe(data: Buffer): number;
+  /** In-place mode: a TCP socket listening on 127.0.0.1 at a port the kernel chose (close-on-exec). */
+  listenLoopback(): { fd: number; port: number };
   /** pipe2(O_CLOEXEC): [read, write]. */
   pipe(): [number, number];
   /** posix_spawn of the helper with fds[i] as its fd i, an empty environment, cwd /; argv[0] is argv0 (default: path). */

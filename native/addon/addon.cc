@@ -16,6 +16,8 @@
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -378,12 +380,36 @@ class Channel : public Napi::ObjectWrap<Channel> {
   Napi::FunctionReference onMessage_;
 };
 
+// In-place mode: a listening TCP socket on 127.0.0.1 with a port the kernel picks, made before
+// the plan (whose environment and landlock rules name the port). Returns {fd, port}.
+Napi::Value ListenLoopback(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw errnoError(env, errno, "socket");
+  struct sockaddr_in addr;
+  std::memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 511) != 0 ||
+      getsockname(fd, reinterpret_cast<struct sockaddr*>(&addr), &len) != 0) {
+    int err = errno;
+    close(fd);
+    throw errnoError(env, err, "listen");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", fd);
+  out.Set("port", ntohs(addr.sin_port));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("planPipe", Napi::Function::New(env, PlanPipe));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("listenLoopback", Napi::Function::New(env, ListenLoopback));
   exports.Set("spawnHelper", Napi::Function::New(env, SpawnHelper));
   exports.Set("watchExit", Napi::Function::New(env, WatchExit));
   exports.Set("Channel", Channel::Init(env));

@@ -6,6 +6,7 @@
 //   init      (PID 1 inside) builds the root, pivots, brings lo up, hands listening service sockets
 //             to the supervisor, starts the workload, reaps orphans, forwards signals, and answers
 //             "connect to port P inside" requests with a connected fd.
+//   (in-place mode, no namespaces: see inplace.cc; the helper forks the workload itself.)
 //   workload  new session → pdeathsig → rlimits → caps dropped → no_new_privs → landlock →
 //             fds closed on exec → seccomp (last) → execve.
 //
@@ -30,6 +31,7 @@
 #include "../common/json.h"
 #include "channel.h"
 #include "errors.h"
+#include "inplace.h"
 #include "landlock.h"
 #include "mounts.h"
 #include "net.h"
@@ -280,6 +282,8 @@ int main() {
     if (fd < 0 || write(fd, "0", 1) != 1) errors::fail("cgroup.join", errno, plan.cgroupProcs), failAndExit();
     close(fd);
   }
+  // A container that forbids namespaces: the workload is confined where the helper stands.
+  if (plan.inPlace.enabled) inplace::run(plan, kChannelFd);
 
   int sync[2], statusPipe[2];
   if (pipe2(sync, O_CLOEXEC) != 0 || pipe2(statusPipe, O_CLOEXEC) != 0) errors::fail("monitor.pipe", errno), failAndExit();

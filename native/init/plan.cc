@@ -314,7 +314,7 @@ bool decode(const std::string& text, Plan* out, std::string* error) {
   Reader r{error};
   const std::string p = "plan";
   if (!r.onlyKeys(root, p, {"version", "supervisorPid", "hostname", "namespaces", "identity", "mounts", "services",
-                            "cgroupProcs", "workload"}))
+                            "cgroupProcs", "inPlace", "workload"}))
     return false;
   const Value* f;
   int64_t n;
@@ -332,9 +332,20 @@ bool decode(const std::string& text, Plan* out, std::string* error) {
     if (!flag) return r.fail(p + ".namespaces", "unknown namespace '" + name + "'");
     out->namespaces |= flag;
   }
-  // The sequence below needs a user namespace (unprivileged mounts) and a mount namespace.
-  if (!(out->namespaces & CLONE_NEWUSER) || !(out->namespaces & CLONE_NEWNS))
+  if ((f = root.get("inPlace")) && f->type != Type::Null) {
+    if (!r.onlyKeys(*f, p + ".inPlace", {"changeIdentity", "dropBoundingSet", "allowRoot"})) return false;
+    out->inPlace.enabled = true;
+    const char* keys[] = {"changeIdentity", "dropBoundingSet", "allowRoot"};
+    bool* dest[] = {&out->inPlace.changeIdentity, &out->inPlace.dropBoundingSet, &out->inPlace.allowRoot};
+    for (int k = 0; k < 3; k++) {
+      const Value* g = r.need(*f, p + ".inPlace", keys[k]);
+      if (!g || !r.boolean(*g, p + ".inPlace." + keys[k], dest[k])) return false;
+    }
+    if (out->namespaces != 0) return r.fail(p + ".namespaces", "in-place mode creates no namespaces");
+  } else if (!(out->namespaces & CLONE_NEWUSER) || !(out->namespaces & CLONE_NEWNS)) {
+    // The namespaces sequence needs a user namespace (unprivileged mounts) and a mount namespace.
     return r.fail(p + ".namespaces", "user and mount namespaces are required");
+  }
 
   const Value* id = r.need(root, p, "identity");
   if (!id || !r.onlyKeys(*id, p + ".identity", {"uid", "gid", "hostUid", "hostGid", "dropSupplementaryGroups"})) return false;
@@ -346,13 +357,16 @@ bool decode(const std::string& text, Plan* out, std::string* error) {
       return false;
     *idOut[k] = static_cast<uint32_t>(n);
   }
-  if (out->identity.hostUid == 0 || out->identity.hostGid == 0)
+  if ((out->identity.hostUid == 0 || out->identity.hostGid == 0) && !(out->inPlace.enabled && out->inPlace.allowRoot))
     return r.fail(p + ".identity", "the sandbox never maps to host root");
+  if (out->inPlace.enabled && (out->identity.uid != out->identity.hostUid || out->identity.gid != out->identity.hostGid))
+    return r.fail(p + ".identity", "in-place mode has no id mapping");
   if ((f = id->get("dropSupplementaryGroups")) &&
       !r.boolean(*f, p + ".identity.dropSupplementaryGroups", &out->identity.dropSupplementaryGroups))
     return false;
 
   if (!(f = r.need(root, p, "mounts")) || f->type != Type::Array) return r.fail(p + ".mounts", "expected an array");
+  if (out->inPlace.enabled && !f->array.empty()) return r.fail(p + ".mounts", "in-place mode mounts nothing");
   for (size_t k = 0; k < f->array.size(); k++) {
     out->mounts.emplace_back();
     if (!decodeMount(r, f->array[k], p + ".mounts[" + std::to_string(k) + "]", &out->mounts.back())) return false;
@@ -381,6 +395,7 @@ bool decode(const std::string& text, Plan* out, std::string* error) {
       out->services.push_back(s);
     }
   }
+  if (out->inPlace.enabled && !out->services.empty()) return r.fail(p + ".services", "in-place services are the supervisor's");
   if ((f = root.get("cgroupProcs")) && f->type != Type::Null && !r.absPath(*f, p + ".cgroupProcs", &out->cgroupProcs))
     return false;
   const Value* w = r.need(root, p, "workload");

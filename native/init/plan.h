@@ -85,6 +85,14 @@ struct Workload {
   Seccomp seccomp;
 };
 
+// In-place mode: no namespaces, mounts or services; the helper forks the workload itself.
+struct InPlace {
+  bool enabled = false;
+  bool changeIdentity = false;  // setgroups/setresgid/setresuid to identity.uid/gid (a root caller)
+  bool dropBoundingSet = false; // the caller holds CAP_SETPCAP (root)
+  bool allowRoot = false;       // identity uid/gid 0 is what the plan asks for
+};
+
 struct Plan {
   int version = 0;
   int64_t supervisorPid = 0;
@@ -94,6 +102,7 @@ struct Plan {
   std::vector<Mount> mounts;
   std::vector<Service> services;
   std::string cgroupProcs;  // a cgroup.procs file the monitor joins before cloning ("" = none)
+  InPlace inPlace;
   Workload workload;
 };
 

@@ -27,6 +27,7 @@ export const RUN_OPTIONS = {
   'tmp-size': { type: 'string' },
   landlock: { type: 'string' },
   seccomp: { type: 'string' },
+  mode: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -52,7 +53,10 @@ Options end at the command: what follows it is the command's own (clawjail run l
       --route-credential-env NAME=VAR   the route's API key comes from host variable VAR
       --tmp-size SIZE         /tmp size limit (e.g. 512m)
       --landlock MODE         required | best-effort | off (default from the profile: best-effort)
-      --seccomp MODE          enforce | log | off (log: denied calls run and are logged by the kernel)
+      --seccomp MODE          enforce | required | log | off (log: denied calls run and are logged by the kernel)
+      --mode MODE             auto | namespaces | in-place (default auto: namespaces, or in-place with a
+                              warning where a container forbids them; in place, --sandbox-dir is used
+                              where it is, as HOME and cwd)
       --dry-run               print the launch plan as JSON and run nothing
       --status-json FILE      write the enforcement report and exit status to FILE (/dev/fd/N: to descriptor N)
       --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default warn)
@@ -99,8 +103,12 @@ export async function overridesFromFlags(v: RunValues): Promise<Record<string, u
     o.landlock = { mode: v.landlock };
   }
   if (v.seccomp) {
-    if (!['enforce', 'log', 'off'].includes(v.seccomp)) throw usageError(`--seccomp ${v.seccomp}: expected enforce, log or off`, 'run');
+    if (!['enforce', 'required', 'log', 'off'].includes(v.seccomp)) throw usageError(`--seccomp ${v.seccomp}: expected enforce, required, log or off`, 'run');
     o.seccomp = { mode: v.seccomp };
+  }
+  if (v.mode) {
+    if (!['auto', 'namespaces', 'in-place'].includes(v.mode)) throw usageError(`--mode ${v.mode}: expected auto, namespaces or in-place`, 'run');
+    o.mode = v.mode;
   }
   const net: Record<string, unknown> = {};
   if (v['no-network']) {

@@ -15,6 +15,31 @@ export interface HostFacts {
   cgroup: CgroupFacts;
   container: { inContainer: boolean; evidence: string[] };
   rlimits: NativeProbe['rlimits'];
+  /**
+   * The ids that exist in clawjail's own user namespace (/proc/self/uid_map, gid_map). Absent in
+   * the initial namespace, where every id exists.
+   */
+  idMap?: { uid: IdRange[]; gid: IdRange[] };
+  /** CAP_SETPCAP is in this process's effective set (it can shrink a bounding set). */
+  canDropBoundingSet?: boolean;
+}
+
+/** One line of a uid_map/gid_map: `count` ids from `inside` on (as seen here). */
+export interface IdRange {
+  inside: number;
+  outside: number;
+  count: number;
+}
+
+/** Parses /proc/PID/uid_map text; undefined for the initial namespace's identity map. */
+export function parseIdMap(text: string): IdRange[] | undefined {
+  const ranges = text
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter((f) => f.length === 3 && f.every(Number.isFinite))
+    .map(([inside, outside, count]) => ({ inside: inside!, outside: outside!, count: count! }));
+  const whole = ranges.length === 1 && ranges[0]!.inside === 0 && ranges[0]!.outside === 0 && ranges[0]!.count === 4294967295;
+  return whole ? undefined : ranges;
 }
 
 export interface CgroupFacts {
@@ -81,7 +106,20 @@ function probeHostNow(options: { checkUserns?: boolean }): HostFacts {
     cgroup: probeCgroup(),
     container,
     rlimits: n.rlimits,
+    ...idMapFacts(),
+    canDropBoundingSet: hasCapability(status, 8 /* CAP_SETPCAP */),
   };
+}
+
+function hasCapability(status: string, cap: number): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
+  return m ? (BigInt(`0x${m[1]}`) & (1n << BigInt(cap))) !== 0n : false;
+}
+
+function idMapFacts(): Pick<HostFacts, 'idMap'> {
+  const uid = parseIdMap(readTrim('/proc/self/uid_map') ?? '');
+  const gid = parseIdMap(readTrim('/proc/self/gid_map') ?? '');
+  return uid || gid ? { idMap: { uid: uid ?? [{ inside: 0, outside: 0, count: 4294967295 }], gid: gid ?? [{ inside: 0, outside: 0, count: 4294967295 }] } } : {};
 }
 
 /** Why clone(CLONE_NEWUSER) failed, from the knobs that can cause it. */
@@ -93,9 +131,13 @@ export function explainUsernsFailure(errno: number, inContainer: boolean, seccom
     return `${name}: user namespaces are disabled (sysctl user.max_user_namespaces=0); set it to a positive number`;
   if (readTrim('/proc/sys/kernel/apparmor_restrict_unprivileged_userns') === '1')
     return `${name}: AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1); add an AppArmor profile allowing userns for node, or set the sysctl to 0`;
+  if (errno === 28 && parseIdMap(readTrim('/proc/self/uid_map') ?? '') !== undefined)
+    return `${name}: clawjail runs inside a user namespace whose creator forbids nested ones (a container started with user namespaces disabled, e.g. bwrap --disable-userns or a runtime setting user.max_user_namespaces=0 for it)`;
   if (errno === 28) return `${name}: the user namespace limit is reached (user.max_user_namespaces, or nesting deeper than 32)`;
   if (inContainer && seccompFiltered)
     return `${name}: the container's seccomp profile forbids creating namespaces (Docker's default does); run the container with --security-opt seccomp=<a profile allowing clone/unshare of namespaces> or use clawjail outside it`;
+  if (seccompFiltered && errno === 1)
+    return `${name}: a seccomp filter on clawjail's own process (set by whatever started it: a container runtime's default profile, such as Docker's, or a sandbox) forbids creating namespaces`;
   if (inContainer) return `${name}: the container runtime forbids creating user namespaces`;
   return `${name}: the kernel refused to create a user namespace`;
 }
@@ -114,6 +156,8 @@ function detectContainer(): { inContainer: boolean; evidence: string[] } {
   if (process.env.container) evidence.push(`container=${process.env.container}`);
   const cg = readTrim('/proc/1/cgroup') ?? '';
   if (/docker|kubepods|containerd|libpod|lxc/.test(cg)) evidence.push('/proc/1/cgroup names a container runtime');
+  const uidMap = parseIdMap(readTrim('/proc/self/uid_map') ?? '');
+  if (uidMap) evidence.push(`a user namespace maps only uids ${uidMap.map((r) => `${r.inside}-${r.inside + r.count - 1}`).join(', ')}`);
   return { inContainer: evidence.length > 0, evidence };
 }
 

@@ -10,6 +10,7 @@ import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './lan
 import { buildRlimits } from './limits.js';
 import { buildMounts, DEVICES, parseSize, type ProtectedPath, type ResolvedBind } from './mounts.js';
 import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
+import { chooseIdentity } from './mode.js';
 
 export const EGRESS_PORT = 3128;
 /** Where the router listens inside: defined once, with the router. */
@@ -243,14 +244,15 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     publish: profile.publish,
     cgroup,
     binds: mountResult.binds,
-    report: { sandbox: input.name, layers },
+    report: { sandbox: input.name, mode: 'namespaces', layers },
     warnings,
   };
 }
 
 export function buildIdentity(profile: Profile, host: HostFacts): NativeIdentity {
   if (host.isRoot) {
-    const { uid, gid } = profile.identity;
+    // The dedicated uid must exist here (not so in a user-namespaced container): else a named refusal.
+    const { uid, gid } = chooseIdentity(profile, host, 'namespaces');
     return { uid, gid, hostUid: uid, hostGid: gid, dropSupplementaryGroups: true };
   }
   return { uid: host.uid, gid: host.gid, hostUid: host.uid, hostGid: host.gid, dropSupplementaryGroups: false };
@@ -277,7 +279,7 @@ function isVisibleInside(dir: string, roPaths: string[], profile: Profile, facts
   return profile.filesystem.system.includes(dir) && f?.kind === 'symlink';
 }
 
-function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, layers: LayerReport[], warnings: string[]): LaunchPlan['cgroup'] {
+export function planCgroup(profile: Profile, host: HostFacts, dir: string | undefined, layers: LayerReport[], warnings: string[]): LaunchPlan['cgroup'] {
   const c = profile.limits.cgroup;
   const settings: Record<string, string> = {};
   if (c.memoryMax !== undefined) settings['memory.max'] = String(parseSize(c.memoryMax));
@@ -352,7 +354,7 @@ function refuseServicePortPublish(profile: Profile): void {
 }
 
 /** The point of the router is that keys stay outside: refuse a profile that would carry one in. */
-function refuseCredentialPassthrough(profile: Profile): void {
+export function refuseCredentialPassthrough(profile: Profile): void {
   for (const route of profile.inference.routes) {
     const cred = (route as { credential?: { env?: string } }).credential;
     const name = cred?.env;

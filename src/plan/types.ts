@@ -57,6 +57,11 @@ export interface NativePlan {
   mounts: NativeMount[];
   services: NativeService[];
   cgroupProcs: string | null;
+  /**
+   * Present only in in-place mode (no namespaces, mounts or services): the helper forks the
+   * workload directly, as a child subreaper, and changes to `identity` itself when asked.
+   */
+  inPlace?: { changeIdentity: boolean; dropBoundingSet: boolean; allowRoot: boolean };
   workload: {
     argv: string[];
     env: string[];
@@ -82,5 +87,8 @@ export interface LayerReport {
 
 export interface EnforcementReport {
   sandbox: string;
+  /** How the sandbox was built (see chooseMode). */
+  mode?: 'namespaces' | 'in-place';
+  modeReason?: string;
   layers: LayerReport[];
 }

@@ -159,6 +159,29 @@ export const LimitsSchema = z
   })
   .strict();
 
+export const ModeSchema = z
+  .enum(['auto', 'namespaces', 'in-place'])
+  .describe(
+    'How the sandbox is built. namespaces: its own user/mount/pid/net/ipc/uts namespaces (the full sandbox). in-place: no new namespaces, for containers that forbid them; the workload is confined by landlock, seccomp, rlimits, dropped capabilities and no_new_privs only (see README "Container entrypoint"). auto: namespaces when the host allows them, else in-place with a warning.',
+  );
+
+export const InPlaceSchema = z
+  .object({
+    network: z
+      .enum(['required', 'best-effort'])
+      .default('required')
+      .describe(
+        'In-place mode enforces egress with landlock TCP rules (ABI 4+). required: refuse to start without them when egress rules or inference routes are configured; best-effort: start anyway and report "egress not enforced".',
+      ),
+    rootWorkload: z
+      .boolean()
+      .default(false)
+      .describe(
+        'In-place mode, clawjail running as root where identity.uid is not mapped (a user-namespaced container): run the workload as root instead of refusing. Capabilities are still dropped and no_new_privs, landlock and seccomp still apply, but files owned by root stay writable beneath the writable paths.',
+      ),
+  })
+  .strict();
+
 export const PublishSchema = z
   .object({
     hostPort: z.number().int().min(0).max(65535).describe('Port on the host loopback (0: pick a free one; the handle reports it).'),
@@ -170,6 +193,8 @@ export const PublishSchema = z
 export const ProfileSchema = z
   .object({
     extends: z.string().optional().describe('Base profile: a built-in name (default, strict, openclaw), a file path, or "none". Default: "default".'),
+    mode: ModeSchema.default('auto'),
+    inPlace: InPlaceSchema.prefault({}).describe('Settings that apply only in in-place mode.'),
     name: z
       .string()
       .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'use letters, digits, ".", "_" and "-", at most 63, starting with a letter or digit')
@@ -191,3 +216,4 @@ export const ProfileSchema = z
 export type Profile = z.infer<typeof ProfileSchema>;
 export type Bind = z.infer<typeof BindSchema>;
 export type LayerMode = z.infer<typeof LayerModeSchema>;
+export type LaunchMode = z.infer<typeof ModeSchema>;

@@ -128,9 +128,9 @@ export const SeccompAllowSchema = z
 export const SeccompSchema = z
   .object({
     mode: z
-      .enum(['enforce', 'log', 'off'])
+      .enum(['enforce', 'required', 'log', 'off'])
       .default('enforce')
-      .describe('enforce: denied calls fail; log: denied calls are allowed and logged by the kernel (SECCOMP_RET_LOG), for trying out a profile; off: no filter.'),
+      .describe('enforce: denied calls fail, and a host without seccomp refuses the launch; required: the same, spelled like landlock.mode (also forbids a fallback that would weaken it); log: denied calls are allowed and logged by the kernel (SECCOMP_RET_LOG), for trying out a profile; off: no filter.'),
     deny: z.array(SeccompDenySchema).default([]).describe('Calls to fail; everything else is allowed. The default profile lists its entries with reasons.'),
     allow: z.array(SeccompAllowSchema).default([]).describe('Exceptions that win over deny entries, e.g. allow ptrace for a debugging profile.'),
   })

@@ -354,10 +354,10 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
         const { publish: _p, ...tenantPart } = own!;
         launchOptions = { ...launchOptions, profile: config.profile ?? 'openclaw', overrides: [oc.overrides, { ...tenantPart, landlock: { bindPorts: [oc.gateway.port] } }, ...rest], command: oc.command };
       }
+      // Where user namespaces are forbidden (a locked-down pod), the in-place mode (profile `mode`).
+      if (config.mode) launchOptions = { ...launchOptions, overrides: [...(launchOptions.overrides ?? []), { mode: config.mode }] };
       sb = await launch({
         ...launchOptions,
-        // Where user namespaces are forbidden (a locked-down pod), the in-place mode of launch().
-        ...(config.mode ? ({ mode: config.mode } as Record<string, unknown>) : {}),
         stdio: ['ignore', 'pipe', 'pipe'],
         logger: log.child({ tenant: name }),
         // Every pending approval is an event tagged with the tenant, whoever answers it (this
