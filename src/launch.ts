@@ -204,6 +204,16 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     const [ours, theirs] = addon().socketpair();
     const channel = new InitChannel(ours);
     cleanups.push(() => channel.close());
+    // Published host ports listen before the workload exists: a client that connects once the
+    // workload says it is serving never finds the host side missing. A connection that comes
+    // earlier waits on the channel until init answers it.
+    let published: Awaited<ReturnType<typeof publishPorts>>;
+    try {
+      published = await publishPorts(plan, channel, cleanups);
+    } catch (e) {
+      addon().closeFd(theirs);
+      throw e;
+    }
     const stdio = openStdio(options.stdio);
     cleanups.push(() => stdio.closeParentEnds());
     const planFd = addon().planPipe(Buffer.from(JSON.stringify(plan.native)));
@@ -251,14 +261,6 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
       throw failureToError(started.failure, options.command, plan);
     }
     // 9. supervise
-    let published: Awaited<ReturnType<typeof publishPorts>>;
-    try {
-      published = await publishPorts(plan, channel, cleanups);
-    } catch (e) {
-      kill('SIGKILL');
-      await exited;
-      throw e;
-    }
     sandbox = new Sandbox({ plan, pid, kill, stdio: stdio.parentStreams, channel, exited, published });
     sandbox.replayAudit(early.splice(0));
     const handle = sandbox;
