@@ -3,6 +3,7 @@ import { ClawjailError } from '../errors.js';
 import type { PathFacts } from '../host/path-facts.js';
 import type { Profile } from '../profile/schema.js';
 import type { SeccompAllow, SeccompConfig } from '../profile/seccomp.js';
+import { resolveArgValue } from '../policy/seccomp/values.js';
 import { buildEnv, PATH_CANDIDATES } from './env.js';
 import { buildInferenceEnv } from './inference-env.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock, NET } from './landlock.js';
@@ -10,7 +11,6 @@ import { buildRlimits } from './limits.js';
 import type { ModeDecision, WorkloadIdentity } from './mode.js';
 import { DEVICES } from './mounts.js';
 import { planCgroup, refuseCredentialPassthrough, type BuildPlanInput, type LaunchPlan } from './plan.js';
-import { resolveArgValue } from './seccomp/values.js';
 import type { LayerReport, NativePlan } from './types.js';
 
 /*
