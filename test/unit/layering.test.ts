@@ -205,3 +205,39 @@ describe('layering: imports run one way', () => {
     expect(layeringProblem(from, to)).toBeUndefined();
   });
 });
+
+describe('README: the folder map shows the tree', () => {
+  /** Folders of the "### Folder map" block, as paths: an entry ends in `/`, two spaces per level. */
+  function mappedFolders(readme: string): string[] {
+    const start = readme.indexOf('### Folder map');
+    const open = readme.indexOf('```\n', start);
+    const block = readme.slice(open + 4, readme.indexOf('\n```', open + 4));
+    const stack: string[] = [];
+    const out: string[] = [];
+    for (const line of block.split('\n')) {
+      const m = /^( *)(\S+\/)(?: |$)/.exec(line);
+      if (!m) continue;
+      const depth = m[1]!.length / 2;
+      stack.length = depth;
+      stack.push(m[2]!);
+      out.push(stack.join(''));
+    }
+    return out;
+  }
+
+  function folders(dir: string): string[] {
+    const out: string[] = [];
+    for (const name of readdirSync(join(repo, dir)).sort()) {
+      const p = `${dir}/${name}`;
+      if (statSync(join(repo, p)).isDirectory()) out.push(`${p}/`, ...folders(p));
+    }
+    return out;
+  }
+
+  it('names every folder of src/ and native/, and no folder that is gone', () => {
+    const mapped = mappedFolders(readFileSync(join(repo, 'README.md'), 'utf8'));
+    const tree = [...folders('src'), ...folders('native')];
+    expect(tree.filter((f) => !mapped.includes(f))).toEqual([]);
+    expect(mapped.filter((f) => /^(src|native)\//.test(f) && !tree.includes(f) && f !== 'src/' && f !== 'native/')).toEqual([]);
+  });
+});
