@@ -15,7 +15,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
-const outDir = join(repo, 'src/plan/seccomp/tables');
+const outDir = join(repo, 'src/policy/seccomp/tables');
 
 const args = process.argv.slice(2);
 const check = args.includes('--check');

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LevelWithSilent } from 'pino';
 import { ClawjailError, isClawjailError } from './errors.js';
-import { logFormat, say, setLogLevel } from './log.js';
+import { logFormat, say } from './log.js';
 import { packageRoot } from './paths.js';
 import { runCommand } from './cli/run.js';
 
@@ -69,17 +68,6 @@ export function reportError(e: unknown): number {
 export function version(): string {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
-}
-
-/** --log-level: for this process's logger, and for errors reported with a stack at debug. */
-export function applyLogLevel(level: string | undefined): void {
-  if (!level) return;
-  const levels: LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-  if (!levels.includes(level as LevelWithSilent)) {
-    throw Object.assign(new Error(), { clawjailUsage: true });
-  }
-  process.env.CLAWJAIL_LOG_LEVEL = level;
-  setLogLevel(level as LevelWithSilent);
 }
 
 const HELP = `clawjail — run OpenClaw, or any command, in a sandbox clawjail builds itself

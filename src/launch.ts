@@ -9,14 +9,14 @@ import { explainUsernsFailure, probeHost, type HostFacts } from './host/probe.js
 import { createAuditSink, logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
 import { addon, HELPER_ARGV0, helperPath } from './native.js';
 import { packageRoot } from './paths.js';
-import { expandHome, inspectHostPath, inspectHostPaths } from './plan/host-paths.js';
+import { EGRESS_PORT, INFERENCE_PORT } from './policy/addresses.js';
+import { expandHome, inspectHostPath, inspectHostPaths } from './host/path-facts.js';
 import { PATH_CANDIDATES } from './plan/env.js';
 import { GENERATED_ETC, type ProtectedPath } from './plan/mounts.js';
 import { buildPlan, type LaunchPlan } from './plan/plan.js';
 import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { cacheGet, cachePut } from './cache.js';
-import { EGRESS_PORT, INFERENCE_PORT } from './plan/plan.js';
 import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
 import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
 import type { Profile } from './profile/schema.js';

@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ClawjailError } from '../errors.js';
+import { applyLogLevel } from './log-level.js';
 
 /** Parses flags strictly; an unknown flag names itself and the command's help. */
 export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
@@ -84,7 +85,6 @@ export function parseEnvFlags(values: string[]): { set: Record<string, string>; 
 /** --log-level VALUE, checked, applied to this process's logger. */
 export async function applyLogLevelFlag(value: string | undefined, command: string): Promise<void> {
   if (!value) return;
-  const { applyLogLevel } = await import('../cli.js');
   try {
     applyLogLevel(value);
   } catch {

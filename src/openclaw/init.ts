@@ -8,7 +8,7 @@ import { readJsonFile } from './json-file.js';
 import { pinBootstrap } from './bootstrap.js';
 import { isObject, json5FromOpenClaw, parseConfigText, prepareSandboxConfig, type Json5Parse, type OpenClawConfig, type RouteSpec } from './config.js';
 import { sandboxPaths, type SandboxPaths } from './paths.js';
-import { expandHome } from '../plan/host-paths.js';
+import { expandHome } from '../host/path-facts.js';
 
 /** Files the gateway writes into an empty workspace on first start (from its templates). */
 export const SEEDED_FILES = ['AGENTS.md', 'BOOTSTRAP.md', 'IDENTITY.md', 'SOUL.md', 'USER.md'] as const;

@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { ClawjailError } from '../errors.js';
-import { INFERENCE_PORT } from '../services/inference/env.js';
+import { INFERENCE_PORT } from '../policy/addresses.js';
 
 /**
  * Where things are inside the sandbox. The state dir lives under /sandbox so it persists with the

@@ -1,16 +1,16 @@
 import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
+import type { PathFacts } from '../host/path-facts.js';
 import type { Profile } from '../profile/schema.js';
 import type { SeccompAllow, SeccompConfig } from '../profile/seccomp.js';
-import { buildInferenceEnv } from '../services/inference/env.js';
+import { resolveArgValue } from '../policy/seccomp/values.js';
 import { buildEnv, PATH_CANDIDATES } from './env.js';
-import type { PathFacts } from './host-paths.js';
+import { buildInferenceEnv } from './inference-env.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock, NET } from './landlock.js';
 import { buildRlimits } from './limits.js';
 import type { ModeDecision, WorkloadIdentity } from './mode.js';
 import { DEVICES } from './mounts.js';
 import { planCgroup, refuseCredentialPassthrough, type BuildPlanInput, type LaunchPlan } from './plan.js';
-import { resolveArgValue } from './seccomp/values.js';
 import type { LayerReport, NativePlan } from './types.js';
 
 /*

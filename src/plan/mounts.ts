@@ -1,7 +1,7 @@
 import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
+import type { PathFacts } from '../host/path-facts.js';
 import type { Bind, Profile } from '../profile/schema.js';
-import type { PathFacts } from './host-paths.js';
 import type { NativeMount } from './types.js';
 
 /**

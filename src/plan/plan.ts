@@ -1,20 +1,16 @@
 import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
 import type { HostFacts } from '../host/probe.js';
-import { LOOPBACK_HOST } from '../policy/addresses.js';
+import type { PathFacts } from '../host/path-facts.js';
+import { EGRESS_PORT, INFERENCE_PORT, INFERENCE_SOCKET_PATH as INFERENCE_SOCKET, LOOPBACK_HOST } from '../policy/addresses.js';
 import type { Profile } from '../profile/schema.js';
-import { buildInferenceEnv, INFERENCE_PORT, INFERENCE_SOCKET_PATH as INFERENCE_SOCKET } from '../services/inference/env.js';
 import { buildEnv, PATH_CANDIDATES } from './env.js';
-import type { PathFacts } from './host-paths.js';
+import { buildInferenceEnv } from './inference-env.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
 import { buildRlimits } from './limits.js';
 import { buildMounts, DEVICES, parseSize, type ProtectedPath, type ResolvedBind } from './mounts.js';
 import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
 import { chooseIdentity } from './mode.js';
-
-export const EGRESS_PORT = 3128;
-/** Where the router listens inside: defined once, with the router. */
-export { INFERENCE_PORT, INFERENCE_SOCKET_PATH as INFERENCE_SOCKET } from '../services/inference/env.js';
 
 export interface SeccompCompiler {
   (config: Profile['seccomp'], arch: string): { program: Buffer; instructions: number; detail?: string };

@@ -125,6 +125,11 @@ export type InferenceCredential = z.infer<typeof CredentialSchema>;
 export type InferenceRoute = z.infer<typeof InferenceRouteSchema>;
 export type InferenceConfig = z.infer<typeof InferenceSchema>;
 
+/** The route that also answers at /v1 without a prefix. */
+export function defaultRouteName(config: InferenceConfig): string | undefined {
+  return config.default ?? config.routes[0]?.name;
+}
+
 /** Why a URL cannot be a route's upstream, or undefined when it can. Pure; also used for CLI flags. */
 export function upstreamProblem(upstream: string): string | undefined {
   let url: URL;

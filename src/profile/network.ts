@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ClawjailError } from '../errors.js';
-import { parseHostPattern } from '../services/egress/host.js';
-import { TLS_PORTS } from '../services/egress/sni.js';
+import { TLS_PORTS } from '../policy/addresses.js';
+import { parseHostPattern } from '../policy/host.js';
 
 /*
  * Egress policy. The sandbox has no route out; the allowlist proxy inside it is the only way out.

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
-import { isKnownSyscall, suggestSyscalls } from '../plan/seccomp/syscalls.js';
-import { errnoNumber, resolveArgValue, suggestErrnos, type ArgWidth } from '../plan/seccomp/values.js';
+import { isKnownSyscall, suggestSyscalls } from '../policy/seccomp/syscalls.js';
+import { errnoNumber, resolveArgValue, suggestErrnos, type ArgWidth } from '../policy/seccomp/values.js';
 
 /*
  * The seccomp section of a profile. Semantics (stated once, here; the compiler in

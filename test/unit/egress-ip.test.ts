@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cidrContains, classifyIp, formatIp, parseCidr, parseIp, type Ip } from '../../src/services/egress/ip.js';
+import { cidrContains, classifyIp, formatIp, parseCidr, parseIp, type Ip } from '../../src/policy/ip.js';
 
 const ip = (s: string): Ip => {
   const parsed = parseIp(s);

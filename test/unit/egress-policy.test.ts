@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { AllowRuleSchema, NetworkSchema, parseAllowHostFlag, type NetworkConfigInput } from '../../src/profile/network.js';
-import { normalizeHostname, parseHostPattern } from '../../src/services/egress/host.js';
+import { normalizeHostname, parseHostPattern } from '../../src/policy/host.js';
 import { matchEgress, type EgressRequest } from '../../src/services/egress/policy.js';
 import { parseConnectTarget, parseProxyRequestUrl } from '../../src/services/egress/target.js';
 

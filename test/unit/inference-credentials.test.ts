@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ClawjailError } from '../../src/errors.js';
 import { InferenceSchema } from '../../src/profile/inference.js';
-import { buildInferenceEnv, redactInference, resolveCredentials, routeOverridesFromCli } from '../../src/services/inference/index.js';
+import { buildInferenceEnv } from '../../src/plan/inference-env.js';
+import { redactInference, resolveCredentials, routeOverridesFromCli } from '../../src/services/inference/index.js';
 
 const parse = (routes: Record<string, unknown>[], extra: Record<string, unknown> = {}) => InferenceSchema.parse({ routes, ...extra });
 const openai = (over: Record<string, unknown> = {}) => ({ name: 'openai', api: 'openai', upstream: 'https://api.openai.com/v1', credential: { env: 'OPENAI_API_KEY' }, ...over });

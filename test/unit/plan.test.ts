@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { HostFacts } from '../../src/host/probe.js';
 import { buildEnv } from '../../src/plan/env.js';
-import type { PathFacts } from '../../src/plan/host-paths.js';
+import type { PathFacts } from '../../src/host/path-facts.js';
 import { buildRlimits } from '../../src/plan/limits.js';
 import { buildMounts, parseSize, PROC_MASKED, PROC_READ_ONLY } from '../../src/plan/mounts.js';
 import { buildIdentity, buildPlan } from '../../src/plan/plan.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 
-import { resolveArgValue } from '../../src/plan/seccomp/values.js';
+import { resolveArgValue } from '../../src/policy/seccomp/values.js';
 import { SeccompSchema } from '../../src/profile/seccomp.js';
 
 function issues(input: unknown): string[] {

@@ -1,4 +1,4 @@
-import { BPF } from './tables/constants.js';
+import { BPF } from '../../policy/seccomp/tables/constants.js';
 
 const UNREACHABLE = Symbol('unreachable');
 

@@ -1,6 +1,6 @@
+import { SECCOMP_DATA, SECCOMP_MISC, SECCOMP_RET } from '../../policy/seccomp/tables/constants.js';
 import { Assembler, type Insn, type Label } from './assembler.js';
 import type { ArgCheck, SeccompAction, SeccompIr, SyscallDecision } from './ir.js';
-import { SECCOMP_DATA, SECCOMP_MISC, SECCOMP_RET } from './tables/constants.js';
 
 const U32 = 0xffffffffn;
 

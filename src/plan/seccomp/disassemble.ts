@@ -1,5 +1,5 @@
+import { BPF, SECCOMP_DATA, SECCOMP_RET } from '../../policy/seccomp/tables/constants.js';
 import { decodeProgram } from './assembler.js';
-import { BPF, SECCOMP_DATA, SECCOMP_RET } from './tables/constants.js';
 
 const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
 

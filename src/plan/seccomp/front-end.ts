@@ -1,8 +1,8 @@
 import type { SeccompAllow, SeccompCondition, SeccompConfig, SeccompDeny } from '../../profile/seccomp.js';
+import { syscallTable, type SeccompArch } from '../../policy/seccomp/syscalls.js';
+import { ERRNO } from '../../policy/seccomp/tables/constants.js';
+import { errnoNumber, resolveArgValue } from '../../policy/seccomp/values.js';
 import type { ArgCheck, Clause, SeccompAction, SeccompIr, SyscallDecision } from './ir.js';
-import { syscallTable, type SeccompArch } from './syscalls.js';
-import { ERRNO } from './tables/constants.js';
-import { errnoNumber, resolveArgValue } from './values.js';
 
 function toCheck(c: SeccompCondition): ArgCheck {
   const width = c.width;

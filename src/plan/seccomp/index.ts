@@ -13,18 +13,18 @@
  */
 import { ClawjailError } from '../../errors.js';
 import { SeccompSchema, type SeccompConfig, type SeccompConfigInput } from '../../profile/seccomp.js';
+import { isSeccompArch, syscallTable, SECCOMP_ARCHES, type SeccompArch } from '../../policy/seccomp/syscalls.js';
+import { SECCOMP_MISC } from '../../policy/seccomp/tables/constants.js';
 import { encodeProgram } from './assembler.js';
 import { emitBpf } from './back-end.js';
 import { buildSeccompIr } from './front-end.js';
-import { isSeccompArch, syscallTable, SECCOMP_ARCHES, type SeccompArch } from './syscalls.js';
-import { SECCOMP_MISC } from './tables/constants.js';
 
 export { buildSeccompIr } from './front-end.js';
 export { emitBpf, emitLinearChain, dispatchIntervals, actionValue } from './back-end.js';
 export { encodeProgram, decodeProgram, type Insn } from './assembler.js';
 export { disassembleBpf } from './disassemble.js';
-export { syscallTable, isKnownSyscall, archesWithSyscall, suggestSyscalls, SECCOMP_ARCHES, type SeccompArch } from './syscalls.js';
-export { resolveArgValue, NAMED_VALUES } from './values.js';
+export { syscallTable, isKnownSyscall, archesWithSyscall, suggestSyscalls, SECCOMP_ARCHES, type SeccompArch } from '../../policy/seccomp/syscalls.js';
+export { resolveArgValue, NAMED_VALUES } from '../../policy/seccomp/values.js';
 export type { SeccompIr, SeccompAction, SyscallDecision, Clause, ArgCheck, CompareOp } from './ir.js';
 
 /** Flags for seccomp(SECCOMP_SET_MODE_FILTER, flags, prog). */

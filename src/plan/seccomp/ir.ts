@@ -1,5 +1,5 @@
-import type { SeccompArch } from './syscalls.js';
-import type { ArgWidth } from './values.js';
+import type { SeccompArch } from '../../policy/seccomp/syscalls.js';
+import type { ArgWidth } from '../../policy/seccomp/values.js';
 
 /** What the filter returns for a call. `kill` kills the whole process (SECCOMP_RET_KILL_PROCESS). */
 export type SeccompAction =

@@ -2,7 +2,7 @@ import type net from 'node:net';
 import type { AllowRule, NetworkConfig } from '../../profile/network.js';
 import type { ApprovalBroker, ApprovalOutcome, ApprovalRequest } from './approvals.js';
 import { errText, type ConnRecord, type EgressAudit } from './audit-events.js';
-import { formatIp, parseIp } from './ip.js';
+import { formatIp, parseIp } from '../../policy/ip.js';
 import { matchEgress, type EgressDecision, type EgressReason, type EgressRequest } from './policy.js';
 
 /**

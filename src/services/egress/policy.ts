@@ -1,6 +1,6 @@
 import type { AllowRule, DenyRule, NetworkConfig } from '../../profile/network.js';
-import { nameMatches, parseHostPattern, type HostPattern } from './host.js';
-import { cidrContains, classifyIp, ipEquals, parseIp, type Ip, type IpClass } from './ip.js';
+import { nameMatches, parseHostPattern, type HostPattern } from '../../policy/host.js';
+import { cidrContains, classifyIp, ipEquals, parseIp, type Ip, type IpClass } from '../../policy/ip.js';
 
 /**
  * The egress decision, as a pure function of the policy and one destination.

@@ -1,4 +1,5 @@
-import { normalizeHostname } from './host.js';
+import { normalizeHostname } from '../../policy/host.js';
+import { TLS_PORTS } from '../../policy/addresses.js';
 
 /**
  * TLS ClientHello inspection for CONNECT tunnels. Pure.
@@ -7,9 +8,6 @@ import { normalizeHostname } from './host.js';
  * in its first TLS message, so a tunnel opened to an allowed name cannot carry a handshake for a
  * different virtual host on the same address (domain fronting).
  */
-
-/** Ports on which a client is expected to start with TLS; `methods`/`paths` rules may not name them. */
-export const TLS_PORTS: ReadonlySet<number> = new Set([443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 5061, 6697, 8443]);
 
 /** A ClientHello larger than this is refused rather than buffered (real ones are a few KiB). */
 export const MAX_CLIENT_HELLO_BYTES = 32 * 1024;

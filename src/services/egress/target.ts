@@ -1,5 +1,5 @@
-import { normalizeHostname } from './host.js';
-import { formatIp, parseIp } from './ip.js';
+import { normalizeHostname } from '../../policy/host.js';
+import { formatIp, parseIp } from '../../policy/ip.js';
 
 /**
  * Where a proxied request wants to go, parsed strictly. Pure. The host comes out canonical: a

@@ -5,7 +5,8 @@ import { errText, NO_TARGET, type ConnRecord } from './audit-events.js';
 import type { ProxyContext } from './context.js';
 import { createUpstreamReader, flushed, streamHandle, type BufferPool, type RelayEngine, type RelayFn, type StreamHandle, type UpstreamReader } from './relay.js';
 import { refusalBody, refuseRaw, TLS_ALERT_ACCESS_DENIED } from './responses.js';
-import { checkTunnelStart, MAX_CLIENT_HELLO_BYTES, scanClientHello, TLS_PORTS } from './sni.js';
+import { TLS_PORTS } from '../../policy/addresses.js';
+import { checkTunnelStart, MAX_CLIENT_HELLO_BYTES, scanClientHello } from './sni.js';
 import { parseConnectTarget, type Target } from './target.js';
 
 /**

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ClawjailError } from '../../errors.js';
-import type { InferenceConfig, InferenceRoute } from '../../profile/inference.js';
-import { defaultRouteName } from './routing.js';
+import { defaultRouteName, type InferenceConfig, type InferenceRoute } from '../../profile/inference.js';
 import { MAX_KEY_BACKSLASHES } from './scrub.js';
 
 /**

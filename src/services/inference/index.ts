@@ -2,8 +2,8 @@ export { createInferenceRouter, type InferenceRouter, type InferenceRouterOption
 export { classifyUpstreamError } from './upstream.js';
 export { resolveCredentials, redactInference, missingCredentialReason } from './credentials.js';
 export { routeOverridesFromCli } from './cli.js';
-export { buildInferenceEnv, INFERENCE_PORT, INFERENCE_SOCKET_PATH } from './env.js';
-export { API_PATHS, QUERY_PARAMS, filterQuery, resolveRoute, defaultRouteName, type RouteDecision } from './routing.js';
+export { API_PATHS, QUERY_PARAMS, filterQuery, resolveRoute, type RouteDecision } from './routing.js';
+export { defaultRouteName } from '../../profile/inference.js';
 export { applyModelPolicy, type ModelDecision } from './model-policy.js';
 export { findDuplicateKey, modelLookalikes } from './json-keys.js';
 export { compileKeyPattern, createKeyScrubber, createScrubStream, scrubText, REDACTED, type KeyPattern, type KeyScrubber } from './scrub.js';

@@ -1,6 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { InferenceApi, InferenceConfig } from '../../profile/inference.js';
-import { defaultRouteName } from './routing.js';
+import { defaultRouteName, type InferenceApi, type InferenceConfig } from '../../profile/inference.js';
 
 /** Reading a caller's request: its body (capped), and the API whose error shape it expects. */
 

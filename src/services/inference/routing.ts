@@ -1,4 +1,4 @@
-import type { InferenceApi, InferenceConfig, InferenceRoute } from '../../profile/inference.js';
+import { defaultRouteName, type InferenceApi, type InferenceConfig, type InferenceRoute } from '../../profile/inference.js';
 
 /**
  * Which route and API path a caller's request line maps to. Pure: the router acts on the answer.
@@ -25,11 +25,6 @@ export const API_PATHS: Readonly<Record<InferenceApi, ReadonlyMap<string, 'GET' 
 export type RouteDecision =
   | { kind: 'forward'; route: InferenceRoute; apiPath: string; query: string }
   | { kind: 'refuse'; status: 404 | 405; code: 'route_not_found' | 'path_not_found' | 'method_not_allowed'; route?: InferenceRoute; allow?: string; message: string };
-
-/** The route that also answers at /v1 without a prefix. */
-export function defaultRouteName(config: InferenceConfig): string | undefined {
-  return config.default ?? config.routes[0]?.name;
-}
 
 /** Splits a request target (origin-form, or absolute-form when it comes through a proxy) into path and query. */
 export function splitTarget(target: string): { path: string; query: string } {

@@ -1,9 +1,5 @@
-import type { InferenceConfig } from '../../profile/inference.js';
-import { defaultRouteName } from './routing.js';
-
-/** Where the router listens inside the sandbox's network namespace. */
-export const INFERENCE_PORT = 3129;
-export const INFERENCE_SOCKET_PATH = '/run/clawjail/inference.sock';
+import { INFERENCE_PORT, INFERENCE_SOCKET_PATH } from '../policy/addresses.js';
+import { defaultRouteName, type InferenceConfig } from '../profile/inference.js';
 
 /**
  * The variables that point the workload at the router. Clients read the SDKs' usual base-URL
