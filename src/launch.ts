@@ -61,7 +61,7 @@ export async function planLaunch(options: LaunchOptions & { host?: HostFacts; re
   const sandboxDir = loaded.profile.filesystem.sandboxDir
     ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
     : { host: '<temporary directory>', ephemeral: true };
-  const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0, protectedPaths(loaded, options, sandboxDir));
+  const plan = plan3(options, loaded, host, name, sandboxDir, 0, protectedPaths(loaded, options, sandboxDir));
   return { plan, loaded, host };
 }
 
@@ -169,11 +169,7 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
   const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
   let services: RunningServices | undefined;
   const early: AuditEvent[] = [];
-  const audit = createAuditSink({
-    log,
-    ...(options.auditLog ?? profile.network.auditLog ? { file: (options.auditLog ?? profile.network.auditLog)! } : {}),
-    listener: (e) => (sandbox ? sandbox.emitAudit(e) : early.push(e)),
-  });
+  let audit: AuditSink | undefined;
   let sandbox: Sandbox | undefined;
   const teardown = async () => {
     await services?.close().catch((e: unknown) => log.warn({ err: e }, 'closing services failed'));
@@ -184,20 +180,25 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
         log.warn({ err: e }, 'cleanup step failed');
       }
     }
-    await audit.close();
+    await audit?.close();
   };
   try {
-    const plan = decision.mode === 'in-place' ? planInPlace(options, profile, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, profile, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
+    const plan = decision.mode === 'in-place' ? planInPlace(options, loaded, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, loaded, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
     for (const w of plan.warnings) log.warn({ sandbox: name }, w);
+    const sink = (audit = createAuditSink({
+      log,
+      ...(plan.egress.auditLog ? { file: plan.egress.auditLog } : {}),
+      listener: (e) => (sandbox ? sandbox.emitAudit(e) : early.push(e)),
+    }));
     if (host.isRoot) {
       const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
       if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
     }
     prepareCgroup(plan, cleanups, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
-    audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
+    sink.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
     // 4. services (they read the plan; they serve init's sockets once it hands them over)
-    services = await prepareServices(plan, loaded, { ...options, audit, logger: log });
+    services = await prepareServices(plan, { ...options, audit: sink, logger: log });
     // In-place, the supervisor's own loopback sockets are the services' (there is no init to make them).
     if (listeners?.names.length) await services.serve(listeners.names, listeners.take());
     // 5. the helper: clean environment, plan on fd 3, channel on fd 4
@@ -266,7 +267,7 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     void exited.then(() => live.delete(handle));
     exited.then(async (st) => {
       if (st.oomKilled) log.warn({ sandbox: name }, `the kernel's OOM killer killed a process in the sandbox (memory.max=${plan.cgroup?.settings['memory.max']})`);
-      audit.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });
+      sink.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });
       // 10. teardown, in reverse order
       await teardown();
       handle.emit('exit', st);
@@ -324,7 +325,8 @@ function terminalPath(): { terminal?: string } {
   }
 }
 
-function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number, protect: ProtectedPath[]): LaunchPlan {
+function plan3(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number, protect: ProtectedPath[]): LaunchPlan {
+  const profile = loaded.profile;
   if (options.command.length === 0 || !options.command[0]) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
   }
@@ -345,7 +347,13 @@ function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: 
     expand,
     ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
     compileSeccomp: compileSeccompCached,
+    ...serviceInputs(options, loaded),
   });
+}
+
+/** What the plan's service sections take besides the profile: the audit log option, the profile file. */
+function serviceInputs(options: LaunchOptions, loaded: LoadedProfile): { auditLog?: string; profileFile?: string } {
+  return { ...(options.auditLog !== undefined ? { auditLog: options.auditLog } : {}), ...(loaded.file !== undefined ? { profileFile: loaded.file } : {}) };
 }
 
 type CompiledFilter = { program: Buffer; instructions: number; detail?: string };
@@ -739,7 +747,7 @@ function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[
 /** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
 function planInPlace(
   options: LaunchOptions,
-  profile: Profile,
+  loaded: LoadedProfile,
   host: HostFacts,
   name: string,
   sandboxDir: { host: string; ephemeral: boolean },
@@ -748,6 +756,7 @@ function planInPlace(
   identity: WorkloadIdentity,
   ports: InPlacePorts,
 ): LaunchPlan {
+  const profile = loaded.profile;
   if (options.command.length === 0 || !options.command[0]) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
   }
@@ -769,6 +778,7 @@ function planInPlace(
     decision,
     identity,
     ports,
+    ...serviceInputs(options, loaded),
   });
 }
 
@@ -784,7 +794,7 @@ async function dryRunInPlace(options: LaunchOptions, loaded: LoadedProfile, host
     ...(profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
     ...(profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
   };
-  return { plan: planInPlace(options, profile, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
+  return { plan: planInPlace(options, loaded, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
 }
 
 /** In place, the sandbox directory is --sandbox-dir, else the container's /sandbox when it is a directory. */
