@@ -13,6 +13,7 @@ import { expandHome, inspectHostPath, inspectHostPaths } from './plan/host-paths
 import { PATH_CANDIDATES } from './plan/env.js';
 import { GENERATED_ETC, type ProtectedPath } from './plan/mounts.js';
 import { buildPlan, type LaunchPlan } from './plan/plan.js';
+import { degradeCgroup } from './plan/cgroup.js';
 import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { cacheGet, cachePut } from './cache.js';
@@ -183,7 +184,10 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     await audit?.close();
   };
   try {
-    const plan = decision.mode === 'in-place' ? planInPlace(options, loaded, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, loaded, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
+    const built = decision.mode === 'in-place' ? planInPlace(options, loaded, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, loaded, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
+    // The cgroup is the one part of the plan made before the sandbox; when it cannot be, the plan
+    // says what the launch becomes (degradeCgroup): refused, or without it.
+    const plan = prepareCgroup(built, cleanups);
     for (const w of plan.warnings) log.warn({ sandbox: name }, w);
     const sink = (audit = createAuditSink({
       log,
@@ -194,7 +198,6 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
       const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
       if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
     }
-    prepareCgroup(plan, cleanups, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
     sink.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
     // 4. services (they read the plan; they serve init's sockets once it hands them over)
@@ -467,10 +470,11 @@ function oomKills(dir: string): number {
  * parent hand controllers to children only while it holds no processes itself ("no internal
  * processes"), so when the supervisor's cgroup has them off, the supervisor first moves into a
  * leaf of its own (`supervisor/`) and then enables the controllers — as container runtimes do.
+ * Returns the plan to launch with: the same one, or, when this fails, what degradeCgroup decides.
  */
-function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[], log: Logger): void {
-  if (!plan.cgroup) return;
-  const { dir, settings, mode } = plan.cgroup;
+function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[]): LaunchPlan {
+  if (!plan.cgroup) return plan;
+  const { dir, settings } = plan.cgroup;
   const parent = posix.dirname(dir);
   try {
     const wanted = [...new Set(Object.keys(settings).map((k) => k.split('.')[0]!))];
@@ -499,15 +503,10 @@ function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[], log: Logger):
       }
     });
     for (const [file, value] of Object.entries(settings)) writeFileSync(join(dir, file), value);
+    return plan;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const reason = `cannot set up cgroup ${dir}: ${err.code ?? err.message}${err.path ? ` (${err.path})` : ''}`;
-    if (mode === 'required') throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', `cgroup limits are required but ${reason}`, { hint: 'delegate a cgroup v2 subtree to clawjail (root, or systemd-run --user --scope -p Delegate=yes), or set limits.cgroup.mode: best-effort', path: dir });
-    log.warn(reason);
-    plan.native.cgroupProcs = null;
-    plan.cgroup = null;
-    const layer = plan.report.layers.find((l) => l.layer === 'cgroup');
-    if (layer) Object.assign(layer, { status: 'unavailable', detail: reason });
+    return degradeCgroup(plan, `cannot set up cgroup ${dir}: ${err.code ?? err.message}${err.path ? ` (${err.path})` : ''}`);
   }
 }
 
