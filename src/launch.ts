@@ -14,6 +14,7 @@ import { expandHome, inspectHostPath, inspectHostPaths } from './host/path-facts
 import { PATH_CANDIDATES } from './plan/env.js';
 import { GENERATED_ETC, type ProtectedPath } from './plan/mounts.js';
 import { buildPlan, type LaunchPlan } from './plan/plan.js';
+import { degradeCgroup } from './plan/cgroup.js';
 import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { cacheGet, cachePut } from './cache.js';
@@ -61,7 +62,7 @@ export async function planLaunch(options: LaunchOptions & { host?: HostFacts; re
   const sandboxDir = loaded.profile.filesystem.sandboxDir
     ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
     : { host: '<temporary directory>', ephemeral: true };
-  const plan = plan3(options, loaded.profile, host, name, sandboxDir, 0, protectedPaths(loaded, options, sandboxDir));
+  const plan = plan3(options, loaded, host, name, sandboxDir, 0, protectedPaths(loaded, options, sandboxDir));
   return { plan, loaded, host };
 }
 
@@ -169,11 +170,7 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
   const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
   let services: RunningServices | undefined;
   const early: AuditEvent[] = [];
-  const audit = createAuditSink({
-    log,
-    ...(options.auditLog ?? profile.network.auditLog ? { file: (options.auditLog ?? profile.network.auditLog)! } : {}),
-    listener: (e) => (sandbox ? sandbox.emitAudit(e) : early.push(e)),
-  });
+  let audit: AuditSink | undefined;
   let sandbox: Sandbox | undefined;
   const teardown = async () => {
     await services?.close().catch((e: unknown) => log.warn({ err: e }, 'closing services failed'));
@@ -184,20 +181,27 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
         log.warn({ err: e }, 'cleanup step failed');
       }
     }
-    await audit.close();
+    await audit?.close();
   };
   try {
-    const plan = decision.mode === 'in-place' ? planInPlace(options, profile, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, profile, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
+    const built = decision.mode === 'in-place' ? planInPlace(options, loaded, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, loaded, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
+    // The cgroup is the one part of the plan made before the sandbox; when it cannot be, the plan
+    // says what the launch becomes (degradeCgroup): refused, or without it.
+    const plan = prepareCgroup(built, cleanups);
     for (const w of plan.warnings) log.warn({ sandbox: name }, w);
+    const sink = (audit = createAuditSink({
+      log,
+      ...(plan.egress.auditLog ? { file: plan.egress.auditLog } : {}),
+      listener: (e) => (sandbox ? sandbox.emitAudit(e) : early.push(e)),
+    }));
     if (host.isRoot) {
       const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
       if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
     }
-    prepareCgroup(plan, cleanups, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
-    audit.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
+    sink.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
     // 4. services (they read the plan; they serve init's sockets once it hands them over)
-    services = await prepareServices(plan, loaded, { ...options, audit, logger: log });
+    services = await prepareServices(plan, { ...options, audit: sink, logger: log });
     // In-place, the supervisor's own loopback sockets are the services' (there is no init to make them).
     if (listeners?.names.length) await services.serve(listeners.names, listeners.take());
     // 5. the helper: clean environment, plan on fd 3, channel on fd 4
@@ -268,7 +272,7 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     void exited.then(() => live.delete(handle));
     exited.then(async (st) => {
       if (st.oomKilled) log.warn({ sandbox: name }, `the kernel's OOM killer killed a process in the sandbox (memory.max=${plan.cgroup?.settings['memory.max']})`);
-      audit.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });
+      sink.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });
       // 10. teardown, in reverse order
       await teardown();
       handle.emit('exit', st);
@@ -326,7 +330,8 @@ function terminalPath(): { terminal?: string } {
   }
 }
 
-function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number, protect: ProtectedPath[]): LaunchPlan {
+function plan3(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number, protect: ProtectedPath[]): LaunchPlan {
+  const profile = loaded.profile;
   if (options.command.length === 0 || !options.command[0]) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
   }
@@ -347,7 +352,13 @@ function plan3(options: LaunchOptions, profile: Profile, host: HostFacts, name: 
     expand,
     ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
     compileSeccomp: compileSeccompCached,
+    ...serviceInputs(options, loaded),
   });
+}
+
+/** What the plan's service sections take besides the profile: the audit log option, the profile file. */
+function serviceInputs(options: LaunchOptions, loaded: LoadedProfile): { auditLog?: string; profileFile?: string } {
+  return { ...(options.auditLog !== undefined ? { auditLog: options.auditLog } : {}), ...(loaded.file !== undefined ? { profileFile: loaded.file } : {}) };
 }
 
 type CompiledFilter = { program: Buffer; instructions: number; detail?: string };
@@ -461,10 +472,11 @@ function oomKills(dir: string): number {
  * parent hand controllers to children only while it holds no processes itself ("no internal
  * processes"), so when the supervisor's cgroup has them off, the supervisor first moves into a
  * leaf of its own (`supervisor/`) and then enables the controllers — as container runtimes do.
+ * Returns the plan to launch with: the same one, or, when this fails, what degradeCgroup decides.
  */
-function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[], log: Logger): void {
-  if (!plan.cgroup) return;
-  const { dir, settings, mode } = plan.cgroup;
+function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[]): LaunchPlan {
+  if (!plan.cgroup) return plan;
+  const { dir, settings } = plan.cgroup;
   const parent = posix.dirname(dir);
   try {
     const wanted = [...new Set(Object.keys(settings).map((k) => k.split('.')[0]!))];
@@ -493,15 +505,10 @@ function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[], log: Logger):
       }
     });
     for (const [file, value] of Object.entries(settings)) writeFileSync(join(dir, file), value);
+    return plan;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const reason = `cannot set up cgroup ${dir}: ${err.code ?? err.message}${err.path ? ` (${err.path})` : ''}`;
-    if (mode === 'required') throw new ClawjailError('ERR_CLAWJAIL_LAYER_REQUIRED', `cgroup limits are required but ${reason}`, { hint: 'delegate a cgroup v2 subtree to clawjail (root, or systemd-run --user --scope -p Delegate=yes), or set limits.cgroup.mode: best-effort', path: dir });
-    log.warn(reason);
-    plan.native.cgroupProcs = null;
-    plan.cgroup = null;
-    const layer = plan.report.layers.find((l) => l.layer === 'cgroup');
-    if (layer) Object.assign(layer, { status: 'unavailable', detail: reason });
+    return degradeCgroup(plan, `cannot set up cgroup ${dir}: ${err.code ?? err.message}${err.path ? ` (${err.path})` : ''}`);
   }
 }
 
@@ -741,7 +748,7 @@ function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[
 /** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
 function planInPlace(
   options: LaunchOptions,
-  profile: Profile,
+  loaded: LoadedProfile,
   host: HostFacts,
   name: string,
   sandboxDir: { host: string; ephemeral: boolean },
@@ -750,6 +757,7 @@ function planInPlace(
   identity: WorkloadIdentity,
   ports: InPlacePorts,
 ): LaunchPlan {
+  const profile = loaded.profile;
   if (options.command.length === 0 || !options.command[0]) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
   }
@@ -771,6 +779,7 @@ function planInPlace(
     decision,
     identity,
     ports,
+    ...serviceInputs(options, loaded),
   });
 }
 
@@ -786,7 +795,7 @@ async function dryRunInPlace(options: LaunchOptions, loaded: LoadedProfile, host
     ...(profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
     ...(profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
   };
-  return { plan: planInPlace(options, profile, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
+  return { plan: planInPlace(options, loaded, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
 }
 
 /** In place, the sandbox directory is --sandbox-dir, else the container's /sandbox when it is a directory. */

@@ -11,6 +11,7 @@ import { buildRlimits } from './limits.js';
 import type { ModeDecision, WorkloadIdentity } from './mode.js';
 import { DEVICES } from './mounts.js';
 import { planCgroup, refuseCredentialPassthrough, type BuildPlanInput, type LaunchPlan } from './plan.js';
+import { buildEgressSection, buildInferenceSection } from './service-sections.js';
 import type { LayerReport, NativePlan } from './types.js';
 
 /*
@@ -354,6 +355,8 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
     native,
     sandboxDir: input.sandboxDir,
     services,
+    egress: buildEgressSection(profile, input),
+    inference: buildInferenceSection(profile),
     publish: profile.publish,
     cgroup,
     binds: [],

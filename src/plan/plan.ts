@@ -9,6 +9,7 @@ import { buildInferenceEnv } from './inference-env.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
 import { buildRlimits } from './limits.js';
 import { buildMounts, DEVICES, parseSize, type ProtectedPath, type ResolvedBind } from './mounts.js';
+import { buildEgressSection, buildInferenceSection, type EgressPlan, type InferencePlan } from './service-sections.js';
 import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
 import { chooseIdentity } from './mode.js';
 
@@ -33,6 +34,10 @@ export interface BuildPlanInput {
   /** Where this sandbox's cgroup would be created (from the host facts), if anywhere. */
   cgroupDir?: string;
   compileSeccomp?: SeccompCompiler;
+  /** The launch's audit log option (`--audit-log`); it wins over network.auditLog. */
+  auditLog?: string;
+  /** The user's own profile file, where `approve --always` writes rules (shown as egress.persistTo). */
+  profileFile?: string;
 }
 
 export interface LaunchPlan {
@@ -41,6 +46,10 @@ export interface LaunchPlan {
   sandboxDir: { host: string; ephemeral: boolean };
   /** loopback: host 127.0.0.1 ports that allow rules name, served inside and forwarded out. */
   services: { egress?: { port: number }; inference?: { port: number; socket: string }; loopback?: number[] };
+  /** What the egress proxy, approvals and loopback forwards enforce (services.egress says whether they run). */
+  egress: EgressPlan;
+  /** The inference routes, each with its credential's source (never its value). */
+  inference: InferencePlan;
   publish: Profile['publish'];
   cgroup: { dir: string; settings: Record<string, string>; mode: 'required' | 'best-effort' } | null;
   binds: ResolvedBind[];
@@ -237,6 +246,8 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     native,
     sandboxDir: input.sandboxDir,
     services,
+    egress: buildEgressSection(profile, input),
+    inference: buildInferenceSection(profile),
     publish: profile.publish,
     cgroup,
     binds: mountResult.binds,

@@ -2,7 +2,6 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../log.js';
 import type { LaunchPlan } from '../plan/plan.js';
-import type { LoadedProfile } from '../profile/load.js';
 import type { ControlServer } from './control/index.js';
 import type { ApprovalBroker, ApprovalBrokerOptions, EgressProxy, Resolver } from './egress/index.js';
 import type { InferenceRouter } from './inference/index.js';
@@ -28,19 +27,17 @@ export interface RunningServices {
 }
 
 /**
- * Step 4, in two halves. `prepareServices` runs before the sandbox exists and does everything that
+ * Step 4, in two halves. The services read the plan only (its `egress` and `inference` sections,
+ * and `services` for which of them run), never the profile, so `--dry-run` shows all they enforce;
+ * they never change the plan. `prepareServices` runs before the sandbox exists and does everything that
  * can refuse a launch: route credentials are resolved (a missing key stops it before anything
  * runs) and the approvals control socket is bound (a name already in use stops it). The returned
  * services then load their code and create their servers while the sandbox is being built: init's
  * sockets are already listening, so a connection made at once waits in the backlog until
  * `serve()` attaches; `launch()` resolves only after it has.
  */
-export async function prepareServices(
-  plan: LaunchPlan,
-  loaded: LoadedProfile,
-  options: ServiceOptions & { audit: AuditSink; logger: Logger },
-): Promise<RunningServices> {
-  const { profile } = loaded;
+export async function prepareServices(plan: LaunchPlan, options: ServiceOptions & { audit: AuditSink; logger: Logger }): Promise<RunningServices> {
+  const { egress, inference } = plan;
   const { audit, logger } = options;
   let credentials: Map<string, string> | undefined;
   let broker: ApprovalBroker | undefined;
@@ -48,16 +45,16 @@ export async function prepareServices(
 
   if (plan.services.inference) {
     const { resolveCredentials } = await import('./inference/credentials.js');
-    credentials = resolveCredentials(profile.inference, options.credentialEnv ?? process.env);
+    credentials = resolveCredentials(inference, options.credentialEnv ?? process.env);
   }
-  if (plan.services.egress && profile.network.approvals.enabled) {
+  if (plan.services.egress && egress.approvals.enabled) {
     const { createApprovalBroker } = await import('./egress/approvals.js');
     const { createProfileRulePersister } = await import('./egress/persist.js');
     const { createControlServer } = await import('./control/server.js');
     broker = createApprovalBroker({
-      timeoutMs: profile.network.approvals.timeoutMs,
+      timeoutMs: egress.approvals.timeoutMs,
       ...(options.onApproval ? { onApproval: options.onApproval } : {}),
-      ...(loaded.file ? { persist: createProfileRulePersister(loaded.file) } : {}),
+      ...(egress.persistTo ? { persist: createProfileRulePersister(egress.persistTo) } : {}),
       onError: (err) => logger.warn({ err }, 'approval handling failed'),
     });
     control = createControlServer({ sandbox: plan.name, broker, audit, logger });
@@ -75,7 +72,7 @@ export async function prepareServices(
   const created = (async () => {
     if (credentials) {
       const { createInferenceRouter } = await import('./inference/router.js');
-      services.router = createInferenceRouter({ sandbox: plan.name, config: profile.inference, credentials, audit, logger });
+      services.router = createInferenceRouter({ sandbox: plan.name, config: inference, credentials, audit, logger });
     }
   })();
   // Nobody may be waiting yet; the failure is reported by serve().
@@ -91,8 +88,8 @@ export async function prepareServices(
       const { createEgressProxy } = await import('./egress/proxy.js');
       services.proxy = createEgressProxy({
         sandbox: plan.name,
-        policy: profile.network,
-        limits: profile.network.limits,
+        policy: egress,
+        limits: egress.limits,
         audit,
         logger,
         ...(broker ? { approvals: broker } : {}),
@@ -123,7 +120,7 @@ export async function prepareServices(
   const serveLoopback = async (fd: number, port: number): Promise<void> => {
     if (!loopback) {
       const { createLoopbackForwarder } = await import('./egress/loopback.js');
-      loopback ??= createLoopbackForwarder({ sandbox: plan.name, policy: profile.network, audit, logger });
+      loopback ??= createLoopbackForwarder({ sandbox: plan.name, policy: egress, audit, logger });
     }
     return loopback.serve(fd, port);
   };

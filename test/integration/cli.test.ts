@@ -32,6 +32,10 @@ describe('clawjail CLI', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout).not.toContain('sk-live-very-secret');
     expect(r.stdout).toContain('CLAWJAIL_INFERENCE_URL');
+    // What the services will enforce is in the plan: the route with its key's source, the egress policy.
+    const plan = JSON.parse(r.stdout) as { inference: { routes: { name: string; credential?: unknown }[] }; egress: { mode: string; allow: unknown[] } };
+    expect(plan.inference.routes.map((x) => [x.name, x.credential])).toEqual([['main', { env: 'MY_KEY' }]]);
+    expect(plan.egress).toMatchObject({ mode: 'proxy', allow: [] });
   });
 
   it('doctor prints each layer with its status, and --json the host facts', async () => {

@@ -236,6 +236,18 @@ describe('buildInPlacePlan', () => {
     expect(plan.warnings[0]).toContain('running in-place');
   });
 
+  it('carries the same egress and inference sections as namespaces mode, with credential sources only', () => {
+    const h = host({ isRoot: true, uid: 0, gid: 0 });
+    const raw = {
+      network: { allow: [{ host: 'api.github.com' }], approvals: { enabled: true } },
+      inference: { routes: [{ name: 'm', api: 'openai', upstream: 'https://api.example.com/v1', credential: { env: 'K' } }] },
+    };
+    const plan = buildInPlacePlan({ ...input(raw, h, { egress: 41000, inference: 41001 } as never), hostEnv: { K: 'sk-in-place-secret' }, profileFile: '/etc/agent.yaml', auditLog: '/var/log/a.jsonl' });
+    expect(plan.egress).toMatchObject({ mode: 'proxy', allow: [{ host: 'api.github.com', ports: [443] }], deny: [], approvals: { enabled: true, timeoutMs: 30_000 }, auditLog: '/var/log/a.jsonl', persistTo: '/etc/agent.yaml' });
+    expect(plan.inference.routes).toEqual([{ name: 'm', api: 'openai', upstream: 'https://api.example.com/v1', credential: { env: 'K' }, timeoutMs: 600_000, optional: false }]);
+    expect(JSON.stringify(plan)).not.toContain('sk-in-place-secret');
+  });
+
   it('a root caller drops to identity.uid with the bounding set; the inference router gets a port and the env no socket', () => {
     const h = host({ isRoot: true, uid: 0, gid: 0 });
     const plan = buildInPlacePlan(input({ inference: { routes: [{ name: 'm', api: 'openai', upstream: 'https://api.example.com/v1', credential: { env: 'K' } }] } }, h, { egress: 41000, inference: 41001 } as never));

@@ -196,6 +196,62 @@ describe('buildPlan', () => {
     expect(() => buildPlan(input({ inference: { routes }, env: { pass: ['OPENAI_API_KEY'] } }))).toThrow("refusing to put OPENAI_API_KEY into the sandbox's environment");
   });
 
+  it('carries the egress policy the services enforce: rules, approvals, limits, audit log, where --always writes', () => {
+    const network = {
+      allow: [{ host: 'api.github.com' }, { host: '127.0.0.1', ports: [5432] }],
+      deny: [{ host: 'evil.example.com' }],
+      approvals: { enabled: true, timeoutMs: 5000 },
+      limits: { maxConnections: 8 },
+      auditLog: '/var/log/profile-audit.jsonl',
+    };
+    const p = buildPlan({ ...input({ network }), auditLog: '/var/log/flag-audit.jsonl', profileFile: '/etc/clawjail/agent.yaml' });
+    expect(p.egress).toEqual({
+      mode: 'proxy',
+      allow: [
+        { host: 'api.github.com', ports: [443], allowMissingSni: false },
+        { host: '127.0.0.1', ports: [5432], allowMissingSni: false },
+      ],
+      deny: [{ host: 'evil.example.com' }],
+      approvals: { enabled: true, timeoutMs: 5000 },
+      limits: { maxConnections: 8, headersTimeoutMs: 10_000, idleTimeoutMs: 600_000 },
+      auditLog: '/var/log/flag-audit.jsonl',
+      persistTo: '/etc/clawjail/agent.yaml',
+    });
+    expect(p.services.loopback).toEqual([5432]);
+    // The profile's own audit log when no launch option names one; no persistTo without approvals.
+    const q = buildPlan({ ...input({ network: { ...network, approvals: { enabled: false } } }), profileFile: '/etc/clawjail/agent.yaml' });
+    expect(q.egress.auditLog).toBe('/var/log/profile-audit.jsonl');
+    expect(q.egress).not.toHaveProperty('persistTo');
+    // No egress: the section says so, and no egress service runs.
+    const none = buildPlan(input({ network: { mode: 'none' } }));
+    expect(none.egress.mode).toBe('none');
+    expect(none.services.egress).toBeUndefined();
+  });
+
+  it('carries the inference routes with each credential\'s source, never its value', () => {
+    const secret = 'sk-live-plan-must-never-hold-this';
+    const routes = [
+      { name: 'openai', api: 'openai', upstream: 'https://api.openai.com/v1', credential: { env: 'OPENAI_API_KEY' }, models: ['gpt-5'], rewriteModel: 'gpt-5-mini' },
+      { name: 'claude', api: 'anthropic', upstream: 'https://api.anthropic.com/v1', credential: { file: '/run/secrets/anthropic' }, optional: true, timeoutMs: 1000 },
+      { name: 'local', api: 'openai', upstream: 'http://127.0.0.1:11434/v1' },
+    ];
+    const p = buildPlan({ ...input({ inference: { routes, auditBodies: true } }), hostEnv: { OPENAI_API_KEY: secret, PATH: '/usr/bin' } });
+    expect(p.inference).toEqual({
+      default: 'openai',
+      auditBodies: true,
+      routes: [
+        { name: 'openai', api: 'openai', upstream: 'https://api.openai.com/v1', credential: { env: 'OPENAI_API_KEY' }, models: ['gpt-5'], rewriteModel: 'gpt-5-mini', timeoutMs: 600_000, optional: false },
+        { name: 'claude', api: 'anthropic', upstream: 'https://api.anthropic.com/v1', credential: { file: '/run/secrets/anthropic' }, timeoutMs: 1000, optional: true },
+        { name: 'local', api: 'openai', upstream: 'http://127.0.0.1:11434/v1', timeoutMs: 600_000, optional: false },
+      ],
+    });
+    // What --dry-run prints is this object as JSON.
+    const printed = JSON.stringify(p);
+    expect(printed).not.toContain(secret);
+    expect(printed).toContain('"credential":{"env":"OPENAI_API_KEY"}');
+    expect(buildPlan(input()).inference).toEqual({ routes: [], auditBodies: false });
+  });
+
   it('is deterministic: the same input gives the same plan (snapshot)', () => {
     const a = buildPlan(input());
     const b = buildPlan(input());
