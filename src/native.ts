@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, sep } from 'node:path';
 import { ClawjailError } from './errors.js';
 import { packageRoot } from './paths.js';
+import { errnoName } from './errno.js';
 
 export interface NativeProbe {
   kernelRelease: string;
@@ -147,7 +148,7 @@ export function addon(): Addon {
     // process.dlopen directly: require() would first start up the CommonJS loader (~1 ms).
     const mod = { exports: {} as Addon };
     process.dlopen(mod, where.addon);
-    cached = mod.exports;
+    cached = withErrnoCodes(mod.exports);
   } catch (e) {
     throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot load clawjail's native addon ${where.addon}: ${(e as Error).message.split('\n')[0]}`, {
       hint: where.origin === 'prebuilt' ? `the prebuilt addon does not fit this system (it needs glibc >= 2.33 and libstdc++ from GCC >= 11); ${REBUILD_HINT}` : REBUILD_HINT,
@@ -156,6 +157,29 @@ export function addon(): Addon {
     });
   }
   return cached;
+}
+
+/**
+ * The addon reports a failed syscall as an Error with `errno` (and the syscall in its message);
+ * callers branch on `code`, so each function's errors get the errno's name as `code` here, once,
+ * from the one errno table (src/errno.ts). Classes (Channel) are left as they are.
+ */
+function withErrnoCodes(m: Addon): Addon {
+  const out = { ...m } as Record<string, unknown>;
+  for (const [key, value] of Object.entries(m)) {
+    if (typeof value !== 'function' || /^[A-Z]/.test(key)) continue;
+    const fn = value as (...args: unknown[]) => unknown;
+    out[key] = (...args: unknown[]) => {
+      try {
+        return fn(...args);
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (err && typeof err.errno === 'number' && err.code === undefined) err.code = errnoName(err.errno);
+        throw err;
+      }
+    };
+  }
+  return out as unknown as Addon;
 }
 
 let helper: string | undefined;

@@ -1,6 +1,7 @@
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addon, type NativeProbe } from '../native.js';
+import { errnoName } from '../errno.js';
 
 /** What this host lets clawjail enforce, and why not where it cannot. */
 export interface HostFacts {
@@ -50,8 +51,6 @@ export interface CgroupFacts {
   reason?: string;
 }
 
-const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 12: 'ENOMEM', 13: 'EACCES', 22: 'EINVAL', 28: 'ENOSPC', 38: 'ENOSYS', 95: 'EOPNOTSUPP' };
-export const errnoName = (n: number): string => ERRNO_NAMES[n] ?? `errno ${n}`;
 
 function readTrim(path: string): string | undefined {
   try {
