@@ -231,6 +231,7 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
       throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot start clawjail-init (${helperPath()}): ${err.message}`, {
         hint: 'run `npm run build:native` in the clawjail package',
         ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
+        cause: e,
       });
     } finally {
       addon().closeFd(planFd);
@@ -731,6 +732,7 @@ function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[
       hint: 'the container needs a loopback interface (it has one unless started with --network none and lo down)',
       step: 'services.listen',
       ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
+      cause: e,
     });
   }
   const ports: InPlacePorts = {};

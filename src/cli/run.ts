@@ -180,7 +180,7 @@ export async function superviseLaunch(options: LaunchOptions, statusFile: string
   } catch (e) {
     for (const [sig, h] of handlers) process.off(sig, h);
     if (statusFile) {
-      const err = isClawjailError(e) ? e : new ClawjailError('ERR_CLAWJAIL_SETUP', String((e as Error)?.message ?? e));
+      const err = isClawjailError(e) ? e : new ClawjailError('ERR_CLAWJAIL_SETUP', String((e as Error)?.message ?? e), { cause: e });
       writeJsonFile(statusFile, {
         error: { code: err.code, message: err.message, step: err.step, errno: err.errno, path: err.path },
         exit: { code: null, signal: null, status: err.exitCode },

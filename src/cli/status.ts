@@ -26,6 +26,7 @@ export function writeJsonFile(path: string, value: unknown): void {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
       hint: fd ? `open descriptor ${fd[1]} for the run (e.g. ${fd[1]}>status.json)` : 'give a writable file path',
       path,
+      cause: e,
     });
   }
 }

@@ -123,7 +123,7 @@ async function specFromFlags(name: string, v: Values, command: string[]): Promis
     try {
       raw = parseYaml(readFileSync(v.spec, 'utf8'));
     } catch (e) {
-      throw new ClawjailError('ERR_CLAWJAIL_TENANT_CONFIG', `cannot read the tenant spec ${v.spec}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message.split('\n')[0]}`, { hint: 'give a YAML or JSON file holding one tenant entry', path: v.spec });
+      throw new ClawjailError('ERR_CLAWJAIL_TENANT_CONFIG', `cannot read the tenant spec ${v.spec}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message.split('\n')[0]}`, { hint: 'give a YAML or JSON file holding one tenant entry', path: v.spec, cause: e });
     }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ClawjailError('ERR_CLAWJAIL_TENANT_CONFIG', `${v.spec} must hold one tenant entry (a mapping)`, { hint: 'e.g. `command: [python3, app.py]`' });
     spec = { ...(raw as Record<string, unknown>), name };

@@ -58,7 +58,7 @@ export function parseConfigText(text: string, parseJson5?: Json5Parse, source = 
     try {
       value = parseJson5(text);
     } catch (e) {
-      throw new ClawjailError('ERR_CLAWJAIL_OPENCLAW', `${source} is not valid JSON5: ${(e as Error).message}`, { hint: 'run `openclaw config validate` on the host' });
+      throw new ClawjailError('ERR_CLAWJAIL_OPENCLAW', `${source} is not valid JSON5: ${(e as Error).message}`, { hint: 'run `openclaw config validate` on the host', cause: e });
     }
   }
   if (!isObject(value)) throw new ClawjailError('ERR_CLAWJAIL_OPENCLAW', `${source} must hold a JSON object`);

@@ -239,6 +239,7 @@ export function readProfileFile(path: string): unknown {
     throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `cannot read profile ${path}: ${err.code ?? err.message}`, {
       hint: 'check the path and its permissions',
       path,
+      cause: e,
     });
   }
   // YAML is a superset of JSON, so one parser reads both.

@@ -132,7 +132,7 @@ export function loadTenantsConfig(path: string): TenantsConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new ClawjailError('ERR_CLAWJAIL_TENANT_CONFIG', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { hint: 'give the path of a tenants.yaml', path });
+    throw new ClawjailError('ERR_CLAWJAIL_TENANT_CONFIG', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { hint: 'give the path of a tenants.yaml', path, cause: e });
   }
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {

@@ -127,6 +127,7 @@ function readSecret(source: { env: string } | { file: string }, env: NodeJS.Proc
   } catch (e) {
     throw new ClawjailError('ERR_CLAWJAIL_CREDENTIAL_MISSING', `tenant ${tenant}: cannot read the ${what} from ${'file' in source ? source.file : ''} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, {
       hint: 'make the file readable by the orchestrator',
+      cause: e,
     });
   }
   value = value?.trim();
@@ -368,7 +369,7 @@ export function createOrchestrator(options: OrchestratorOptions = {}): Orchestra
         },
       });
     } catch (e) {
-      const err = isClawjailError(e) ? e : new ClawjailError('ERR_CLAWJAIL_SETUP', (e as Error).message);
+      const err = isClawjailError(e) ? e : new ClawjailError('ERR_CLAWJAIL_SETUP', (e as Error).message, { cause: e });
       t.lastError = { code: err.code, message: err.message.split('\n')[0]! };
       t.state = 'failed';
       emit(name, 'failed', { code: err.code, message: err.message });

@@ -106,6 +106,7 @@ async function createMissing(dir: string): Promise<void> {
         throw new ClawjailError('ERR_CLAWJAIL_CONTROL_DIR', `cannot create the control socket directory ${prefix}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
           path: prefix,
           hint: 'set CLAWJAIL_RUNTIME_DIR to a writable directory of your own',
+          cause: e,
         });
       }
     }
