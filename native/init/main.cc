@@ -110,7 +110,7 @@ bool takeTerminal() {
             process::dropCapabilities() &&
             (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 || errors::fail("process.no_new_privs", errno)) &&
             (!w.landlock.enabled || landlock::apply(w.landlock)) &&
-            process::closeFdsOnExec(w.keepFds) &&
+            process::closeFdsOnExec() &&
             (!w.seccomp.enabled || seccomp::install(w.seccomp));
   int code = kSetupFailed;
   if (ok) {

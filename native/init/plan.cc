@@ -253,7 +253,7 @@ bool decodeLandlock(Reader& r, const Value& v, const std::string& p, Landlock* l
 }
 
 bool decodeWorkload(Reader& r, const Value& v, const std::string& p, Workload* w) {
-  if (!r.onlyKeys(v, p, {"argv", "env", "cwd", "newSession", "rlimits", "keepFds", "landlock", "seccomp"})) return false;
+  if (!r.onlyKeys(v, p, {"argv", "env", "cwd", "newSession", "rlimits", "landlock", "seccomp"})) return false;
   const Value* f;
   if (!(f = r.need(v, p, "argv")) || !r.strings(*f, p + ".argv", &w->argv)) return false;
   if (w->argv.empty() || w->argv[0].empty()) return r.fail(p + ".argv", "empty command");
@@ -278,14 +278,6 @@ bool decodeWorkload(Reader& r, const Value& v, const std::string& p, Workload* w
       if (!(g = r.need(e, ep, "hard")) || !r.u64(*g, ep + ".hard", &lim.hard)) return false;
       if (lim.soft > lim.hard) return r.fail(ep, "soft limit above hard limit");
       w->rlimits.push_back(lim);
-    }
-  }
-  if ((f = v.get("keepFds"))) {
-    if (f->type != Type::Array) return r.fail(p + ".keepFds", "expected an array");
-    for (size_t k = 0; k < f->array.size(); k++) {
-      int64_t n;
-      if (!r.integer(f->array[k], p + ".keepFds[" + std::to_string(k) + "]", 3, 1 << 20, &n)) return false;
-      w->keepFds.push_back(static_cast<int>(n));
     }
   }
   if ((f = v.get("landlock")) && !decodeLandlock(r, *f, p + ".landlock", &w->landlock)) return false;

@@ -80,7 +80,6 @@ struct Workload {
   std::string cwd = "/";
   bool newSession = true;
   std::vector<Rlimit> rlimits;
-  std::vector<int> keepFds;
   Landlock landlock;
   Seccomp seccomp;
 };

@@ -45,7 +45,7 @@ bool applyRlimits(const std::vector<plan::Rlimit>& limits) {
   return true;
 }
 
-bool closeFdsOnExec(const std::vector<int>& keep) {
+bool closeFdsOnExec() {
   if (syscall(__NR_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
     if (errno != ENOSYS && errno != EINVAL) return errors::fail("process.close_fds", errno);
     // Kernels before 5.11: walk the open descriptors.
@@ -54,10 +54,6 @@ bool closeFdsOnExec(const std::vector<int>& keep) {
       int flags = fcntl(fd, F_GETFD);
       if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
     }
-  }
-  for (int fd : keep) {
-    int flags = fcntl(fd, F_GETFD);
-    if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) != 0) return errors::fail("process.keep_fd", errno, std::to_string(fd));
   }
   return true;
 }

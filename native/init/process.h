@@ -10,8 +10,8 @@ bool dropCapabilities();
 
 bool applyRlimits(const std::vector<plan::Rlimit>& limits);
 
-// Marks every fd above 2 close-on-exec except those the plan passes on.
-bool closeFdsOnExec(const std::vector<int>& keep);
+// Marks every fd above 2 close-on-exec: the workload inherits only stdin, stdout and stderr.
+bool closeFdsOnExec();
 
 // Restores default dispositions and an empty mask, so the workload starts as a fresh process.
 void resetSignals();

@@ -344,7 +344,6 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
       cwd: profile.process.cwd === '/sandbox' ? sandboxDir : profile.process.cwd,
       newSession: !profile.process.tty,
       rlimits,
-      keepFds: [],
       landlock,
       seccomp,
     },

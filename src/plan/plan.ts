@@ -231,7 +231,6 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
       cwd: profile.process.cwd,
       newSession: !profile.process.tty,
       rlimits,
-      keepFds: [],
       landlock,
       seccomp,
     },

@@ -68,7 +68,6 @@ export interface NativePlan {
     cwd: string;
     newSession: boolean;
     rlimits: NativeRlimit[];
-    keepFds: number[];
     landlock: NativeLandlock | null;
     seccomp: { program: string } | null;
   };
