@@ -108,7 +108,7 @@ bool takeTerminal() {
             process::applyRlimits(w.rlimits) &&
             (chdir(w.cwd.c_str()) == 0 || errors::fail("process.chdir", errno, w.cwd)) &&
             process::dropCapabilities() &&
-            (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 || errors::fail("process.no_new_privs", errno)) &&
+            process::setNoNewPrivs() &&
             (!w.landlock.enabled || landlock::apply(w.landlock)) &&
             process::closeFdsOnExec() &&
             (!w.seccomp.enabled || seccomp::install(w.seccomp));

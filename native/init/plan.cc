@@ -283,8 +283,10 @@ bool decodeWorkload(Reader& r, const Value& v, const std::string& p, Workload* w
   if ((f = v.get("landlock")) && !decodeLandlock(r, *f, p + ".landlock", &w->landlock)) return false;
   if ((f = v.get("seccomp")) && f->type != Type::Null) {
     std::string b64;
-    if (!r.onlyKeys(*f, p + ".seccomp", {"program"})) return false;
-    const Value* g = r.need(*f, p + ".seccomp", "program");
+    if (!r.onlyKeys(*f, p + ".seccomp", {"program", "tsync"})) return false;
+    const Value* g = r.need(*f, p + ".seccomp", "tsync");
+    if (!g || !r.boolean(*g, p + ".seccomp.tsync", &w->seccomp.tsync)) return false;
+    g = r.need(*f, p + ".seccomp", "program");
     if (!g || !r.str(*g, p + ".seccomp.program", &b64)) return false;
     if (!base64Decode(b64, &w->seccomp.program)) return r.fail(p + ".seccomp.program", "bad base64");
     if (w->seccomp.program.empty() || w->seccomp.program.size() % 8 != 0 || w->seccomp.program.size() > 4096 * 8)

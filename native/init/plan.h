@@ -64,6 +64,7 @@ struct Landlock {
 struct Seccomp {
   bool enabled = false;
   std::string program;  // raw struct sock_filter array
+  bool tsync = false;   // install with SECCOMP_FILTER_FLAG_TSYNC
 };
 
 struct Identity {

@@ -37,6 +37,11 @@ bool dropCapabilities() {
   return true;
 }
 
+bool setNoNewPrivs() {
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errors::fail("process.no_new_privs", errno);
+  return true;
+}
+
 bool applyRlimits(const std::vector<plan::Rlimit>& limits) {
   for (const auto& l : limits) {
     struct rlimit r = {static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)};
@@ -72,10 +77,15 @@ void execWorkload(const plan::Workload& w) {
   std::vector<char*> argv, envp;
   for (const auto& a : w.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  std::string path = "/usr/bin:/bin";
+  // Only the PATH the plan gives (the planner always sets one); none means no search at all.
+  std::string path;
+  bool hasPath = false;
   for (const auto& e : w.env) {
     envp.push_back(const_cast<char*>(e.c_str()));
-    if (e.compare(0, 5, "PATH=") == 0) path = e.substr(5);
+    if (e.compare(0, 5, "PATH=") == 0) {
+      path = e.substr(5);
+      hasPath = true;
+    }
   }
   envp.push_back(nullptr);
   const std::string& cmd = w.argv[0];
@@ -85,7 +95,7 @@ void execWorkload(const plan::Workload& w) {
   }
   int best = ENOENT;
   size_t i = 0;
-  while (i <= path.size()) {
+  while (hasPath && i <= path.size()) {
     size_t j = path.find(':', i);
     if (j == std::string::npos) j = path.size();
     std::string dir = path.substr(i, j - i);

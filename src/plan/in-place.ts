@@ -10,6 +10,7 @@ import { buildRlimits } from './limits.js';
 import type { ModeDecision, WorkloadIdentity } from './mode.js';
 import { DEVICES } from './mounts.js';
 import { planCgroup, refuseCredentialPassthrough, type BuildPlanInput, type LaunchPlan } from './plan.js';
+import { nativeSeccomp } from './seccomp/install.js';
 import { resolveArgValue } from './seccomp/values.js';
 import type { LayerReport, NativePlan } from './types.js';
 
@@ -286,7 +287,7 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
     throw new ClawjailError('ERR_CLAWJAIL_PLAN', 'no seccomp compiler was supplied to buildInPlacePlan', { hint: 'this is a bug in the caller of buildInPlacePlan' });
   } else {
     const compiled = input.compileSeccomp(inPlaceSeccomp(profile.seccomp), host.arch);
-    seccomp = { program: compiled.program.toString('base64') };
+    seccomp = nativeSeccomp(compiled.program);
     layers.push({
       layer: 'seccomp',
       status: 'enforced',

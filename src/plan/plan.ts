@@ -6,6 +6,7 @@ import type { Profile } from '../profile/schema.js';
 import { buildInferenceEnv, INFERENCE_PORT, INFERENCE_SOCKET_PATH as INFERENCE_SOCKET } from '../services/inference/env.js';
 import { buildEnv, PATH_CANDIDATES } from './env.js';
 import type { PathFacts } from './host-paths.js';
+import { nativeSeccomp } from './seccomp/install.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
 import { buildRlimits } from './limits.js';
 import { buildMounts, DEVICES, parseSize, type ProtectedPath, type ResolvedBind } from './mounts.js';
@@ -186,7 +187,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     throw new ClawjailError('ERR_CLAWJAIL_PLAN', 'no seccomp compiler was supplied to buildPlan', { hint: 'this is a bug in the caller of buildPlan' });
   } else {
     const compiled = input.compileSeccomp(profile.seccomp, host.arch);
-    seccomp = { program: compiled.program.toString('base64') };
+    seccomp = nativeSeccomp(compiled.program);
     layers.push({
       layer: 'seccomp',
       status: 'enforced',

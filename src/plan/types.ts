@@ -48,6 +48,16 @@ export interface NativeLandlock {
   netRules: { port: number; access: number }[];
 }
 
+/**
+ * The compiled filter, and how to install it: tsync adds SECCOMP_FILTER_FLAG_TSYNC (the filter
+ * covers every thread). Decided in src/plan/seccomp/install.ts.
+ */
+export interface NativeSeccomp {
+  /** struct sock_filter[] in host order, base64. */
+  program: string;
+  tsync: boolean;
+}
+
 export interface NativePlan {
   version: 1;
   supervisorPid: number;
@@ -69,7 +79,7 @@ export interface NativePlan {
     newSession: boolean;
     rlimits: NativeRlimit[];
     landlock: NativeLandlock | null;
-    seccomp: { program: string } | null;
+    seccomp: NativeSeccomp | null;
   };
 }
 
