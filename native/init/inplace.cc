@@ -40,7 +40,6 @@ namespace inplace {
 namespace {
 
 constexpr int kSetupFailed = 125;
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 
 bool becomeTerminalForeground() {
   if (setpgid(0, 0) != 0) return errors::fail("process.setpgid", errno);
@@ -233,10 +232,8 @@ void run(const plan::Plan& plan, int channelFd) {
   close(execPipe[0]);
   channel::send(channelFd, report.empty() ? "{\"t\":\"ready\",\"pid\":" + std::to_string(workload) + "}" : report);
 
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : kForwarded) sigaddset(&set, s);
-  sigaddset(&set, SIGCHLD);
+  // Blocked since the plan was read (main.cc); the workload reset its own mask before exec.
+  sigset_t set = process::waitedSignals(plan.forwardSignals);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC);
   int signaled = 0, value = kSetupFailed;
   bool channelOpen = true, done = false;

@@ -46,9 +46,6 @@ constexpr int kPlanFd = 3;
 constexpr int kChannelFd = 4;
 constexpr int kSetupFailed = 125;
 
-// Signals a terminal or an orchestrator sends that the workload should receive.
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
-
 // How the workload ended, passed from init to the monitor.
 struct Status {
   int32_t signaled;
@@ -75,11 +72,18 @@ bool readAll(int fd, std::string* out) {
   }
 }
 
-void blockSignals(sigset_t* set) {
-  sigemptyset(set);
-  for (int s : kForwarded) sigaddset(set, s);
-  sigaddset(set, SIGCHLD);
-  sigprocmask(SIG_BLOCK, set, nullptr);
+// Until the plan says which signals are forwarded, every signal waits (blocked, not lost).
+void holdSignals() {
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, nullptr);
+}
+
+// From here on exactly the plan's forwarded signals (and SIGCHLD) are held for sigwaitinfo or a
+// signalfd; anything else pending or later takes its default action, as for any process.
+void holdOnly(const std::vector<int>& forwarded) {
+  sigset_t set = process::waitedSignals(forwarded);
+  sigprocmask(SIG_SETMASK, &set, nullptr);
 }
 
 // ---- workload --------------------------------------------------------------------------------
@@ -193,10 +197,7 @@ void answerConnect(const std::string& record) {
   // A report means the workload never reached execve; it exits 125/126/127 on its own.
   channel::send(kChannelFd, report.empty() ? "{\"t\":\"ready\",\"pid\":" + std::to_string(workload) + "}" : report);
 
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : kForwarded) sigaddset(&set, s);
-  sigaddset(&set, SIGCHLD);
+  sigset_t set = process::waitedSignals(plan.forwardSignals);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC);
   Status status{0, kSetupFailed};
   bool channelOpen = true;
@@ -264,14 +265,14 @@ int main() {
     }
     fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
   }
-  sigset_t set;
-  blockSignals(&set);
+  holdSignals();
 
   std::string text, decodeError;
   plan::Plan plan;
   if (!readAll(kPlanFd, &text)) errors::fail("plan.read", errno), failAndExit();
   close(kPlanFd);
   if (!plan::decode(text, &plan, &decodeError)) errors::fail("plan.decode", EINVAL, "", decodeError), failAndExit();
+  holdOnly(plan.forwardSignals);
 
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != plan.supervisorPid) errors::fail("monitor.parent", ESRCH), failAndExit();
@@ -307,6 +308,7 @@ int main() {
   // The channel belongs to init from here on; the monitor only waits and forwards.
   close(kChannelFd);
 
+  sigset_t set = process::waitedSignals(plan.forwardSignals);
   while (true) {
     siginfo_t si;
     int sig = sigwaitinfo(&set, &si);

@@ -1,6 +1,7 @@
 #include "plan.h"
 
 #include <sched.h>
+#include <csignal>
 #include <sys/resource.h>
 
 #include <set>
@@ -132,6 +133,19 @@ int rlimitResource(const std::string& name) {
   for (const auto& e : table)
     if (name == e.first) return e.second;
   return -1;
+}
+
+// The signals a plan may ask the helper to forward: those a terminal or an orchestrator sends,
+// which the helper can hold blocked until it passes them on. Never SIGKILL or SIGSTOP (they
+// cannot be held), SIGCHLD (the helper's own), nor a fault the kernel raises (SIGSEGV, SIGSYS…).
+int forwardableSignal(const std::string& name) {
+  static const std::pair<const char*, int> table[] = {
+      {"SIGHUP", SIGHUP},   {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT}, {"SIGUSR1", SIGUSR1},
+      {"SIGUSR2", SIGUSR2}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM}, {"SIGWINCH", SIGWINCH},
+  };
+  for (const auto& e : table)
+    if (name == e.first) return e.second;
+  return 0;
 }
 
 bool decodeMount(Reader& r, const Value& v, const std::string& p, Mount* m) {
@@ -308,7 +322,7 @@ bool decode(const std::string& text, Plan* out, std::string* error) {
   Reader r{error};
   const std::string p = "plan";
   if (!r.onlyKeys(root, p, {"version", "supervisorPid", "hostname", "namespaces", "identity", "mounts", "services",
-                            "cgroupProcs", "inPlace", "workload"}))
+                            "cgroupProcs", "forwardSignals", "inPlace", "workload"}))
     return false;
   const Value* f;
   int64_t n;
@@ -392,6 +406,15 @@ bool decode(const std::string& text, Plan* out, std::string* error) {
   if (out->inPlace.enabled && !out->services.empty()) return r.fail(p + ".services", "in-place services are the supervisor's");
   if ((f = root.get("cgroupProcs")) && f->type != Type::Null && !r.absPath(*f, p + ".cgroupProcs", &out->cgroupProcs))
     return false;
+  std::vector<std::string> signals;
+  if (!(f = r.need(root, p, "forwardSignals")) || !r.strings(*f, p + ".forwardSignals", &signals)) return false;
+  for (const auto& name : signals) {
+    int sig = forwardableSignal(name);
+    if (!sig) return r.fail(p + ".forwardSignals", "not a signal the helper forwards: '" + name + "'");
+    for (int seen : out->forwardSignals)
+      if (seen == sig) return r.fail(p + ".forwardSignals", "'" + name + "' twice");
+    out->forwardSignals.push_back(sig);
+  }
   const Value* w = r.need(root, p, "workload");
   return w && decodeWorkload(r, *w, p + ".workload", &out->workload);
 }

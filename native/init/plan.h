@@ -102,6 +102,7 @@ struct Plan {
   std::vector<Mount> mounts;
   std::vector<Service> services;
   std::string cgroupProcs;  // a cgroup.procs file the monitor joins before cloning ("" = none)
+  std::vector<int> forwardSignals;  // SIG* numbers passed on to the workload by every hop
   InPlace inPlace;
   Workload workload;
 };

@@ -63,6 +63,14 @@ bool closeFdsOnExec() {
   return true;
 }
 
+sigset_t waitedSignals(const std::vector<int>& forwarded) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : forwarded) sigaddset(&set, s);
+  sigaddset(&set, SIGCHLD);
+  return set;
+}
+
 void resetSignals() {
   struct sigaction sa;
   std::memset(&sa, 0, sizeof sa);

@@ -1,4 +1,5 @@
 #pragma once
+#include <csignal>
 #include <vector>
 
 #include "plan.h"
@@ -16,6 +17,9 @@ bool applyRlimits(const std::vector<plan::Rlimit>& limits);
 
 // Marks every fd above 2 close-on-exec: the workload inherits only stdin, stdout and stderr.
 bool closeFdsOnExec();
+
+// The signals a helper process waits for: the plan's forwarded ones, and SIGCHLD.
+sigset_t waitedSignals(const std::vector<int>& forwarded);
 
 // Restores default dispositions and an empty mask, so the workload starts as a fresh process.
 void resetSignals();

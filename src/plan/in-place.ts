@@ -1,5 +1,6 @@
 import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
+import { FORWARDED_SIGNALS } from '../policy/signals.js';
 import type { Profile } from '../profile/schema.js';
 import type { SeccompAllow, SeccompConfig } from '../profile/seccomp.js';
 import { buildInferenceEnv } from '../services/inference/env.js';
@@ -338,6 +339,7 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
     mounts: [],
     services: [],
     cgroupProcs: cgroup ? posix.join(cgroup.dir, 'cgroup.procs') : null,
+    forwardSignals: [...FORWARDED_SIGNALS],
     inPlace: { changeIdentity: identity.change, dropBoundingSet, allowRoot: identity.uid === 0 },
     workload: {
       argv: input.command,

@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
 import type { HostFacts } from '../host/probe.js';
 import { LOOPBACK_HOST } from '../policy/addresses.js';
+import { FORWARDED_SIGNALS } from '../policy/signals.js';
 import type { Profile } from '../profile/schema.js';
 import { buildInferenceEnv, INFERENCE_PORT, INFERENCE_SOCKET_PATH as INFERENCE_SOCKET } from '../services/inference/env.js';
 import { buildEnv, PATH_CANDIDATES } from './env.js';
@@ -226,6 +227,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     mounts: mountResult.mounts,
     services: nativeServices,
     cgroupProcs: cgroup ? posix.join(cgroup.dir, 'cgroup.procs') : null,
+    forwardSignals: [...FORWARDED_SIGNALS],
     workload: {
       argv: input.command,
       env,

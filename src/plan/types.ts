@@ -1,3 +1,5 @@
+import type { ForwardedSignal } from '../policy/signals.js';
+
 /** The plan the helper carries out: plain data, serialised as JSON on the helper's fd 3. */
 export type NativeMount =
   | { op: 'bind'; src: string; dest: string; readonly?: boolean; noexec?: boolean; dirOnly?: boolean }
@@ -67,6 +69,8 @@ export interface NativePlan {
   mounts: NativeMount[];
   services: NativeService[];
   cgroupProcs: string | null;
+  /** Signals the helper passes on to the workload (monitor → init → workload, or in-place helper → workload). */
+  forwardSignals: ForwardedSignal[];
   /**
    * Present only in in-place mode (no namespaces, mounts or services): the helper forks the
    * workload directly, as a child subreaper, and changes to `identity` itself when asked.
