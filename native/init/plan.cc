@@ -189,12 +189,42 @@ bool decodeMount(Reader& r, const Value& v, const std::string& p, Mount* m) {
   }
   if (op == "dev") {
     m->op = MountOp::Dev;
-    if (!r.onlyKeys(v, p, {"op", "dest", "devices"})) return false;
-    const Value* d = r.need(v, p, "devices");
-    if (!d || !r.strings(*d, p + ".devices", &m->devices)) return false;
-    for (const auto& name : m->devices)
+    if (!r.onlyKeys(v, p, {"op", "dest", "size", "devices", "pts", "shm", "links"})) return false;
+    const Value* f;
+    if (!(f = r.need(v, p, "size")) || !r.u64(*f, p + ".size", &m->size)) return false;
+    if (m->size == 0 || m->size > (uint64_t(1) << 30)) return r.fail(p + ".size", "must be 1 byte..1 GiB");
+    if (!(f = r.need(v, p, "devices")) || !r.strings(*f, p + ".devices", &m->devices)) return false;
+    if (!(f = r.need(v, p, "pts")) || !r.boolean(*f, p + ".pts", &m->pts)) return false;
+    if (!(f = r.need(v, p, "shm"))) return false;
+    if (f->type != Type::Null) {
+      const Value* g;
+      if (!r.onlyKeys(*f, p + ".shm", {"size"}) || !(g = r.need(*f, p + ".shm", "size")) || !r.u64(*g, p + ".shm.size", &m->shmSize))
+        return false;
+      if (m->shmSize == 0 || m->shmSize > (uint64_t(1) << 40)) return r.fail(p + ".shm.size", "must be 1 byte..1 TiB");
+    }
+    if (!(f = r.need(v, p, "links")) || f->type != Type::Array) return r.fail(p + ".links", "expected an array");
+    for (size_t k = 0; k < f->array.size(); k++) {
+      const Value& e = f->array[k];
+      std::string ep = p + ".links[" + std::to_string(k) + "]";
+      std::string name, target;
+      const Value* g;
+      if (!r.onlyKeys(e, ep, {"name", "target"})) return false;
+      if (!(g = r.need(e, ep, "name")) || !r.str(*g, ep + ".name", &name)) return false;
+      if (!(g = r.need(e, ep, "target")) || !r.str(*g, ep + ".target", &target)) return false;
+      if (target.empty()) return r.fail(ep + ".target", "empty");
+      m->links.emplace_back(name, target);
+    }
+    // Every entry is a plain name directly in /dev, and no two are the same.
+    std::set<std::string> names;
+    if (m->pts) names.insert("pts");
+    if (m->shmSize) names.insert("shm");
+    std::vector<std::string> all = m->devices;
+    for (const auto& l : m->links) all.push_back(l.first);
+    for (const auto& name : all) {
       if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
-        return r.fail(p + ".devices", "bad device name '" + name + "'");
+        return r.fail(p, "bad name in /dev '" + name + "'");
+      if (!names.insert(name).second) return r.fail(p, "'" + name + "' twice in /dev");
+    }
     return true;
   }
   if (op == "file") {

@@ -9,7 +9,7 @@ import type { PathFacts } from './host-paths.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock, NET } from './landlock.js';
 import { buildRlimits } from './limits.js';
 import type { ModeDecision, WorkloadIdentity } from './mode.js';
-import { DEVICES } from './mounts.js';
+import { DEV_PATHS } from './mounts.js';
 import { planCgroup, refuseCredentialPassthrough, type BuildPlanInput, type LaunchPlan } from './plan.js';
 import { nativeSeccomp } from './seccomp/install.js';
 import { resolveArgValue } from './seccomp/values.js';
@@ -36,7 +36,7 @@ export interface InPlacePlanInput extends BuildPlanInput {
 }
 
 /** Paths whose facts the in-place planner needs (beyond the system paths and binds). */
-export const IN_PLACE_PATHS = ['/proc', '/tmp', '/dev', '/dev/shm', '/dev/pts', ...DEVICES.map((d) => `/dev/${d}`)];
+export const IN_PLACE_PATHS = ['/proc', '/tmp', '/dev', '/dev/shm', ...DEV_PATHS];
 
 const AF = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;
 const SOCK_STREAM = 1;
@@ -150,7 +150,7 @@ function planFs(input: InPlacePlanInput): InPlaceFs {
       (rw ? readWrite : readExec).push(f.real);
     }
   }
-  const devices = [...DEVICES.map((d) => `/dev/${d}`), '/dev/pts'].filter((p) => exists(facts, p));
+  const devices = DEV_PATHS.filter((p) => exists(facts, p));
   return {
     readExec: [...readExec, ...profile.landlock.readOnly],
     readOnly,

@@ -10,7 +10,7 @@ import type { PathFacts } from './host-paths.js';
 import { nativeSeccomp } from './seccomp/install.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
 import { buildRlimits } from './limits.js';
-import { buildMounts, DEVICES, parseSize, type ProtectedPath, type ResolvedBind } from './mounts.js';
+import { buildMounts, DEV_PATHS, parseSize, type ProtectedPath, type ResolvedBind } from './mounts.js';
 import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
 import { chooseIdentity } from './mode.js';
 
@@ -154,7 +154,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
       readOnly: ['/proc', ...(mountResult.readOnlyPaths.includes('/etc') ? ['/etc'] : [])],
       readExec: [...mountResult.readOnlyPaths.filter((p) => p !== '/etc'), ...ll.readOnly],
       readWrite: [...mountResult.readWritePaths, ...ll.readWrite],
-      devices: [...DEVICES.map((d) => `/dev/${d}`), '/dev/pts', ...(profile.process.tty && input.terminal ? ['/dev/console'] : [])],
+      devices: [...DEV_PATHS, ...(profile.process.tty && input.terminal ? ['/dev/console'] : [])],
       connectPorts: [...nativeServices.filter((s) => s.kind === 'tcp').map((s) => s.port!), ...ll.connectPorts],
       // A published port is served by a listener inside: it must be allowed to bind it.
       bindPorts: [...ll.bindPorts, ...profile.publish.map((p) => p.port)],

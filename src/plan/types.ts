@@ -6,7 +6,7 @@ export type NativeMount =
   | { op: 'tmpfs'; dest: string; size?: number; mode?: number; noexec?: boolean }
   | { op: 'proc'; dest: string }
   | { op: 'mqueue'; dest: string }
-  | { op: 'dev'; dest: string; devices: string[] }
+  | NativeDev
   | { op: 'file'; dest: string; content: string; mode?: number }
   | { op: 'dir'; dest: string; mode?: number }
   | { op: 'symlink'; dest: string; target: string }
@@ -18,6 +18,23 @@ export type NativeMount =
   | { op: 'mask'; dest: string }
   /** Makes the subtree at dest read-only where it is (bound onto itself); nothing at dest, nothing to do. */
   | { op: 'readonly'; dest: string };
+
+/**
+ * A minimal /dev at dest, built in this order: a tmpfs of `size` bytes (mode 0755); the host's
+ * character devices `devices` bound at dest/NAME (a user namespace cannot create device nodes);
+ * with `pts`, a new devpts instance of the sandbox's own at dest/pts; with `shm`, a tmpfs of
+ * shm.size bytes at dest/shm (mode 1777); the `links` dest/NAME -> TARGET; then /dev itself
+ * nosuid and noexec. Decided in src/plan/mounts.ts (DEV).
+ */
+export interface NativeDev {
+  op: 'dev';
+  dest: string;
+  size: number;
+  devices: string[];
+  pts: boolean;
+  shm: { size: number } | null;
+  links: { name: string; target: string }[];
+}
 
 export interface NativeService {
   name: string;
