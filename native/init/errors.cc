@@ -17,7 +17,6 @@ bool fail(const char* step, int err, const std::string& path, const std::string&
 }
 
 const Failure& last() { return g_failure; }
-bool failed() { return g_failed; }
 
 std::string toJson(const Failure& f) {
   return "{\"t\":\"error\",\"step\":" + json::quote(f.step) + ",\"errno\":" + std::to_string(f.err) +

@@ -16,7 +16,6 @@ struct Failure {
 // Records the failure (first one wins) and returns false, so callers can `return errors::fail(...)`.
 bool fail(const char* step, int err, const std::string& path = "", const std::string& detail = "");
 const Failure& last();
-bool failed();
 
 // The record as JSON, for the channel.
 std::string toJson(const Failure& f);

@@ -40,7 +40,6 @@ namespace inplace {
 namespace {
 
 constexpr int kSetupFailed = 125;
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 
 bool becomeTerminalForeground() {
   if (setpgid(0, 0) != 0) return errors::fail("process.setpgid", errno);
@@ -97,9 +96,9 @@ bool dieWithHelper(pid_t helper) {
             dieWithHelper(helper) &&
             (chdir(w.cwd.c_str()) == 0 || errors::fail("process.chdir", errno, w.cwd)) &&
             clearCapabilities() &&
-            (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 || errors::fail("process.no_new_privs", errno)) &&
+            process::setNoNewPrivs() &&
             (!w.landlock.enabled || landlock::apply(w.landlock)) &&
-            process::closeFdsOnExec(w.keepFds) &&
+            process::closeFdsOnExec() &&
             (!w.seccomp.enabled || seccomp::install(w.seccomp));
   int code = kSetupFailed;
   if (ok) {
@@ -233,10 +232,8 @@ void run(const plan::Plan& plan, int channelFd) {
   close(execPipe[0]);
   channel::send(channelFd, report.empty() ? "{\"t\":\"ready\",\"pid\":" + std::to_string(workload) + "}" : report);
 
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : kForwarded) sigaddset(&set, s);
-  sigaddset(&set, SIGCHLD);
+  // Blocked since the plan was read (main.cc); the workload reset its own mask before exec.
+  sigset_t set = process::waitedSignals(plan.forwardSignals);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC);
   int signaled = 0, value = kSetupFailed;
   bool channelOpen = true, done = false;

@@ -4,7 +4,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <fcntl.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -74,11 +73,6 @@ bool apply(const plan::Landlock& l) {
       close(rs);
       return errors::fail("landlock.add_net_rule", err, std::to_string(r.port));
     }
-  }
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    int err = errno;
-    close(rs);
-    return errors::fail("process.no_new_privs", err);
   }
   long rc = syscall(__NR_landlock_restrict_self, rs, l.restrictFlags);
   int err = errno;

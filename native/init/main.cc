@@ -1,16 +1,18 @@
 // clawjail-init: started by the supervisor with a clean environment, the plan on fd 3 and the
 // channel (a SOCK_SEQPACKET socket) on fd 4. Three processes, one sequence:
 //
-//   monitor   (host namespaces) joins the cgroup, clones init into new namespaces, writes its id
-//             maps, forwards signals, and exits with the workload's status (or dies by its signal).
-//   init      (PID 1 inside) builds the root, pivots, brings lo up, hands listening service sockets
-//             to the supervisor, starts the workload, reaps orphans, forwards signals, and answers
-//             "connect to port P inside" requests with a connected fd.
+//   monitor   (host namespaces; monitorMain) reads the plan, joins the cgroup, clones init into
+//             new namespaces, writes its id maps, forwards the plan's signals, and exits with the
+//             workload's status (or dies by its signal).
+//   init      (PID 1 inside; initMain) builds the root, pivots, brings lo up, hands listening
+//             service sockets to the supervisor, starts the workload, reaps orphans, forwards
+//             signals, and answers "connect to port P inside" requests with a connected fd.
 //   (in-place mode, no namespaces: see inplace.cc; the helper forks the workload itself.)
-//   workload  new session → pdeathsig → rlimits → caps dropped → no_new_privs → landlock →
-//             fds closed on exec → seccomp (last) → execve.
+//   workload  (workloadMain) new session → pdeathsig → rlimits → chdir → caps dropped →
+//             no_new_privs → landlock → fds closed on exec → seccomp (last) → execve.
 //
-// This program decides nothing: every path, id, limit and rule comes from the plan.
+// main(), at the end, is that sequence. This program decides nothing: every path, id, limit,
+// device, signal and rule comes from the plan.
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -46,9 +48,6 @@ constexpr int kPlanFd = 3;
 constexpr int kChannelFd = 4;
 constexpr int kSetupFailed = 125;
 
-// Signals a terminal or an orchestrator sends that the workload should receive.
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
-
 // How the workload ended, passed from init to the monitor.
 struct Status {
   int32_t signaled;
@@ -75,11 +74,18 @@ bool readAll(int fd, std::string* out) {
   }
 }
 
-void blockSignals(sigset_t* set) {
-  sigemptyset(set);
-  for (int s : kForwarded) sigaddset(set, s);
-  sigaddset(set, SIGCHLD);
-  sigprocmask(SIG_BLOCK, set, nullptr);
+// Until the plan says which signals are forwarded, every signal waits (blocked, not lost).
+void holdSignals() {
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, nullptr);
+}
+
+// From here on exactly the plan's forwarded signals (and SIGCHLD) are held for sigwaitinfo or a
+// signalfd; anything else pending or later takes its default action, as for any process.
+void holdOnly(const std::vector<int>& forwarded) {
+  sigset_t set = process::waitedSignals(forwarded);
+  sigprocmask(SIG_SETMASK, &set, nullptr);
 }
 
 // ---- workload --------------------------------------------------------------------------------
@@ -108,9 +114,9 @@ bool takeTerminal() {
             process::applyRlimits(w.rlimits) &&
             (chdir(w.cwd.c_str()) == 0 || errors::fail("process.chdir", errno, w.cwd)) &&
             process::dropCapabilities() &&
-            (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 || errors::fail("process.no_new_privs", errno)) &&
+            process::setNoNewPrivs() &&
             (!w.landlock.enabled || landlock::apply(w.landlock)) &&
-            process::closeFdsOnExec(w.keepFds) &&
+            process::closeFdsOnExec() &&
             (!w.seccomp.enabled || seccomp::install(w.seccomp));
   int code = kSetupFailed;
   if (ok) {
@@ -193,10 +199,7 @@ void answerConnect(const std::string& record) {
   // A report means the workload never reached execve; it exits 125/126/127 on its own.
   channel::send(kChannelFd, report.empty() ? "{\"t\":\"ready\",\"pid\":" + std::to_string(workload) + "}" : report);
 
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : kForwarded) sigaddset(&set, s);
-  sigaddset(&set, SIGCHLD);
+  sigset_t set = process::waitedSignals(plan.forwardSignals);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC);
   Status status{0, kSetupFailed};
   bool channelOpen = true;
@@ -237,6 +240,69 @@ void answerConnect(const std::string& record) {
 
 // ---- monitor ---------------------------------------------------------------------------------
 
+// The helper's start: fds 3 and 4 must be there (and stay out of every exec).
+bool takeStartFds() {
+  for (int fd : {kPlanFd, kChannelFd}) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) {
+      static const char msg[] = "clawjail-init: started without the plan (fd 3) and channel (fd 4); it is run by clawjail, not by hand\n";
+      ssize_t n = write(2, msg, sizeof msg - 1);
+      (void)n;
+      return false;
+    }
+    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  return true;
+}
+
+bool readPlan(plan::Plan* plan) {
+  std::string text, decodeError;
+  if (!readAll(kPlanFd, &text)) return errors::fail("plan.read", errno);
+  close(kPlanFd);
+  if (!plan::decode(text, plan, &decodeError)) return errors::fail("plan.decode", EINVAL, "", decodeError);
+  return true;
+}
+
+// Dies with the supervisor (and checks it is still the parent, which the death signal alone
+// would miss), leaves the root caller's groups, and joins the sandbox's cgroup: in-place too.
+bool attachToSupervisor(const plan::Plan& plan) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != plan.supervisorPid) return errors::fail("monitor.parent", ESRCH);
+  if (plan.identity.dropSupplementaryGroups && setgroups(0, nullptr) != 0) return errors::fail("monitor.setgroups", errno);
+  if (!plan.cgroupProcs.empty()) {
+    int fd = open(plan.cgroupProcs.c_str(), O_WRONLY | O_CLOEXEC);
+    bool joined = fd >= 0 && write(fd, "0", 1) == 1;
+    int err = errno;
+    if (fd >= 0) close(fd);
+    if (!joined) return errors::fail("cgroup.join", err, plan.cgroupProcs);
+  }
+  return true;
+}
+
+// The monitor's ends of its two pipes to init.
+struct Init {
+  pid_t pid;
+  int go;      // one byte once init's id maps are written
+  int status;  // the workload's Status, written by init before it exits
+};
+
+// init, in the plan's new namespaces. A raw clone without a new stack behaves like fork() but
+// takes the namespace flags. Only the monitor returns.
+Init cloneInit(const plan::Plan& plan) {
+  int sync[2], statusPipe[2];
+  if (pipe2(sync, O_CLOEXEC) != 0 || pipe2(statusPipe, O_CLOEXEC) != 0) errors::fail("monitor.pipe", errno), failAndExit();
+  long child = syscall(SYS_clone, static_cast<unsigned long>(plan.namespaces) | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (child < 0) errors::fail("namespaces.clone", errno), failAndExit();
+  if (child == 0) {
+    close(sync[1]);
+    close(statusPipe[0]);
+    initMain(plan, sync[0], statusPipe[1]);
+  }
+  close(sync[0]);
+  close(statusPipe[1]);
+  return Init{static_cast<pid_t>(child), sync[1], statusPipe[0]};
+}
+
 [[noreturn]] void mirror(const Status& s) {
   if (!s.signaled) _exit(s.value);
   // Die by the same signal so the supervisor sees what the workload saw; no core file of ours.
@@ -251,76 +317,46 @@ void answerConnect(const std::string& record) {
   _exit(128 + s.value);
 }
 
-}  // namespace
-
-int main() {
-  for (int fd : {kPlanFd, kChannelFd}) {
-    int flags = fcntl(fd, F_GETFD);
-    if (flags < 0) {
-      static const char msg[] = "clawjail-init: started without the plan (fd 3) and channel (fd 4); it is run by clawjail, not by hand\n";
-      ssize_t n = write(2, msg, sizeof msg - 1);
-      (void)n;
-      return kSetupFailed;
-    }
-    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-  }
-  sigset_t set;
-  blockSignals(&set);
-
-  std::string text, decodeError;
-  plan::Plan plan;
-  if (!readAll(kPlanFd, &text)) errors::fail("plan.read", errno), failAndExit();
-  close(kPlanFd);
-  if (!plan::decode(text, &plan, &decodeError)) errors::fail("plan.decode", EINVAL, "", decodeError), failAndExit();
-
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != plan.supervisorPid) errors::fail("monitor.parent", ESRCH), failAndExit();
-  if (plan.identity.dropSupplementaryGroups && setgroups(0, nullptr) != 0)
-    errors::fail("monitor.setgroups", errno), failAndExit();
-  if (!plan.cgroupProcs.empty()) {
-    int fd = open(plan.cgroupProcs.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, "0", 1) != 1) errors::fail("cgroup.join", errno, plan.cgroupProcs), failAndExit();
-    close(fd);
-  }
-  // A container that forbids namespaces: the workload is confined where the helper stands.
-  if (plan.inPlace.enabled) inplace::run(plan, kChannelFd);
-
-  int sync[2], statusPipe[2];
-  if (pipe2(sync, O_CLOEXEC) != 0 || pipe2(statusPipe, O_CLOEXEC) != 0) errors::fail("monitor.pipe", errno), failAndExit();
-  // A raw clone without a new stack behaves like fork() but takes the namespace flags.
-  long child = syscall(SYS_clone, static_cast<unsigned long>(plan.namespaces) | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
-  if (child < 0) errors::fail("namespaces.clone", errno), failAndExit();
-  if (child == 0) {
-    close(sync[1]);
-    close(statusPipe[0]);
-    initMain(plan, sync[0], statusPipe[1]);
-  }
-  pid_t init = static_cast<pid_t>(child);
-  close(sync[0]);
-  close(statusPipe[1]);
-  if (!userns::writeMapsFromParent(init, plan.identity)) {
-    kill(init, SIGKILL);
-    failAndExit();
-  }
-  if (write(sync[1], "g", 1) != 1) errors::fail("monitor.sync", errno), kill(init, SIGKILL), failAndExit();
-  close(sync[1]);
-  // The channel belongs to init from here on; the monitor only waits and forwards.
+// In the host's namespaces: writes init's id maps and lets it go, then only waits. It forwards
+// the plan's signals to init (which passes them to the workload) and exits as the workload did,
+// or as init did if init ended first.
+[[noreturn]] void monitorMain(const plan::Plan& plan, const Init& init) {
+  if (!userns::writeMapsFromParent(init.pid, plan.identity)) kill(init.pid, SIGKILL), failAndExit();
+  if (write(init.go, "g", 1) != 1) errors::fail("monitor.sync", errno), kill(init.pid, SIGKILL), failAndExit();
+  close(init.go);
+  // The channel belongs to init from here on.
   close(kChannelFd);
 
+  sigset_t set = process::waitedSignals(plan.forwardSignals);
   while (true) {
     siginfo_t si;
     int sig = sigwaitinfo(&set, &si);
     if (sig < 0) continue;
     if (sig != SIGCHLD) {
-      kill(init, sig);
+      kill(init.pid, sig);
       continue;
     }
     int ws;
-    if (waitpid(init, &ws, WNOHANG) != init) continue;
+    if (waitpid(init.pid, &ws, WNOHANG) != init.pid) continue;
     Status status;
-    if (read(statusPipe[0], &status, sizeof status) == sizeof status) mirror(status);
+    if (read(init.status, &status, sizeof status) == sizeof status) mirror(status);
     // init died before the workload finished (setup failure, or killed from outside).
     if (WIFEXITED(ws)) _exit(WEXITSTATUS(ws));
     mirror(Status{1, WTERMSIG(ws)});
   }
+}
+
+}  // namespace
+
+int main() {
+  if (!takeStartFds()) return kSetupFailed;
+  holdSignals();
+  plan::Plan plan;
+  if (!readPlan(&plan)) failAndExit();
+  holdOnly(plan.forwardSignals);
+  if (!attachToSupervisor(plan)) failAndExit();
+  // A container that forbids namespaces: the workload is confined where the helper stands.
+  if (plan.inPlace.enabled) inplace::run(plan, kChannelFd);
+  Init init = cloneInit(plan);  // init → workload, in the child
+  monitorMain(plan, init);
 }

@@ -179,11 +179,13 @@ bool symlinkIn(int root, const std::string& target, const std::string& path) {
   return true;
 }
 
+// The /dev the plan describes, and nothing more (see plan::Mount).
 bool doDev(int root, const plan::Mount& m, const std::vector<int>& deviceFds) {
-  plan::Mount tmp = m;
-  tmp.mode = 0755;
-  tmp.size = 1 << 20;
-  if (!doTmpfs(root, tmp)) return false;
+  plan::Mount base;
+  base.dest = m.dest;
+  base.mode = 0755;
+  base.size = m.size;
+  if (!doTmpfs(root, base)) return false;
   for (size_t i = 0; i < m.devices.size(); i++) {
     std::string path = m.dest + "/" + m.devices[i];
     Fd dest(ensureFile(root, path));
@@ -192,20 +194,23 @@ bool doDev(int root, const plan::Mount& m, const std::vector<int>& deviceFds) {
     if (mount(fdPath(deviceFds[i]).c_str(), fdPath(dest.get()).c_str(), nullptr, MS_BIND, nullptr) != 0)
       return errors::fail("mount.dev_node", errno, path);
   }
-  Fd pts(ensureDir(root, m.dest + "/pts", 0755));
-  if (!pts.ok()) return errors::fail("mount.devpts", errno, m.dest + "/pts");
-  if (mount("devpts", fdPath(pts.get()).c_str(), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") != 0)
-    return errors::fail("mount.devpts", errno, m.dest + "/pts");
-  plan::Mount shm;
-  shm.dest = m.dest + "/shm";
-  shm.mode = 01777;
-  shm.size = 64 << 20;
-  if (!doTmpfs(root, shm)) return false;
-  const std::pair<const char*, const char*> links[] = {
-      {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
-      {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
-  for (const auto& l : links)
-    if (!symlinkIn(root, l.first, m.dest + "/" + l.second)) return false;
+  if (m.pts) {
+    // A new instance: the sandbox's ptys are its own, none of the host's are visible. Anyone may
+    // open ptmx (as /dev/ptmx links to it); a new pty is its owner's, group-writable as usual.
+    Fd pts(ensureDir(root, m.dest + "/pts", 0755));
+    if (!pts.ok()) return errors::fail("mount.devpts", errno, m.dest + "/pts");
+    if (mount("devpts", fdPath(pts.get()).c_str(), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") != 0)
+      return errors::fail("mount.devpts", errno, m.dest + "/pts");
+  }
+  if (m.shmSize) {
+    plan::Mount shm;
+    shm.dest = m.dest + "/shm";
+    shm.mode = 01777;
+    shm.size = m.shmSize;
+    if (!doTmpfs(root, shm)) return false;
+  }
+  for (const auto& l : m.links)
+    if (!symlinkIn(root, l.second, m.dest + "/" + l.first)) return false;
   Fd top(openInRoot(root, m.dest, O_PATH));
   return top.ok() && setAttr(fdPath(top.get()), kAttrNosuid | kAttrNoexec, false, "mount.dev_seal", m.dest);
 }

@@ -1,6 +1,7 @@
 #include "plan.h"
 
 #include <sched.h>
+#include <csignal>
 #include <sys/resource.h>
 
 #include <set>
@@ -134,6 +135,19 @@ int rlimitResource(const std::string& name) {
   return -1;
 }
 
+// The signals a plan may ask the helper to forward: those a terminal or an orchestrator sends,
+// which the helper can hold blocked until it passes them on. Never SIGKILL or SIGSTOP (they
+// cannot be held), SIGCHLD (the helper's own), nor a fault the kernel raises (SIGSEGV, SIGSYS…).
+int forwardableSignal(const std::string& name) {
+  static const std::pair<const char*, int> table[] = {
+      {"SIGHUP", SIGHUP},   {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT}, {"SIGUSR1", SIGUSR1},
+      {"SIGUSR2", SIGUSR2}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM}, {"SIGWINCH", SIGWINCH},
+  };
+  for (const auto& e : table)
+    if (name == e.first) return e.second;
+  return 0;
+}
+
 bool decodeMount(Reader& r, const Value& v, const std::string& p, Mount* m) {
   if (v.type != Type::Object) return r.fail(p, "expected an object");
   const Value* opv = r.need(v, p, "op");
@@ -175,12 +189,42 @@ bool decodeMount(Reader& r, const Value& v, const std::string& p, Mount* m) {
   }
   if (op == "dev") {
     m->op = MountOp::Dev;
-    if (!r.onlyKeys(v, p, {"op", "dest", "devices"})) return false;
-    const Value* d = r.need(v, p, "devices");
-    if (!d || !r.strings(*d, p + ".devices", &m->devices)) return false;
-    for (const auto& name : m->devices)
+    if (!r.onlyKeys(v, p, {"op", "dest", "size", "devices", "pts", "shm", "links"})) return false;
+    const Value* f;
+    if (!(f = r.need(v, p, "size")) || !r.u64(*f, p + ".size", &m->size)) return false;
+    if (m->size == 0 || m->size > (uint64_t(1) << 30)) return r.fail(p + ".size", "must be 1 byte..1 GiB");
+    if (!(f = r.need(v, p, "devices")) || !r.strings(*f, p + ".devices", &m->devices)) return false;
+    if (!(f = r.need(v, p, "pts")) || !r.boolean(*f, p + ".pts", &m->pts)) return false;
+    if (!(f = r.need(v, p, "shm"))) return false;
+    if (f->type != Type::Null) {
+      const Value* g;
+      if (!r.onlyKeys(*f, p + ".shm", {"size"}) || !(g = r.need(*f, p + ".shm", "size")) || !r.u64(*g, p + ".shm.size", &m->shmSize))
+        return false;
+      if (m->shmSize == 0 || m->shmSize > (uint64_t(1) << 40)) return r.fail(p + ".shm.size", "must be 1 byte..1 TiB");
+    }
+    if (!(f = r.need(v, p, "links")) || f->type != Type::Array) return r.fail(p + ".links", "expected an array");
+    for (size_t k = 0; k < f->array.size(); k++) {
+      const Value& e = f->array[k];
+      std::string ep = p + ".links[" + std::to_string(k) + "]";
+      std::string name, target;
+      const Value* g;
+      if (!r.onlyKeys(e, ep, {"name", "target"})) return false;
+      if (!(g = r.need(e, ep, "name")) || !r.str(*g, ep + ".name", &name)) return false;
+      if (!(g = r.need(e, ep, "target")) || !r.str(*g, ep + ".target", &target)) return false;
+      if (target.empty()) return r.fail(ep + ".target", "empty");
+      m->links.emplace_back(name, target);
+    }
+    // Every entry is a plain name directly in /dev, and no two are the same.
+    std::set<std::string> names;
+    if (m->pts) names.insert("pts");
+    if (m->shmSize) names.insert("shm");
+    std::vector<std::string> all = m->devices;
+    for (const auto& l : m->links) all.push_back(l.first);
+    for (const auto& name : all) {
       if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
-        return r.fail(p + ".devices", "bad device name '" + name + "'");
+        return r.fail(p, "bad name in /dev '" + name + "'");
+      if (!names.insert(name).second) return r.fail(p, "'" + name + "' twice in /dev");
+    }
     return true;
   }
   if (op == "file") {
@@ -253,7 +297,7 @@ bool decodeLandlock(Reader& r, const Value& v, const std::string& p, Landlock* l
 }
 
 bool decodeWorkload(Reader& r, const Value& v, const std::string& p, Workload* w) {
-  if (!r.onlyKeys(v, p, {"argv", "env", "cwd", "newSession", "rlimits", "keepFds", "landlock", "seccomp"})) return false;
+  if (!r.onlyKeys(v, p, {"argv", "env", "cwd", "newSession", "rlimits", "landlock", "seccomp"})) return false;
   const Value* f;
   if (!(f = r.need(v, p, "argv")) || !r.strings(*f, p + ".argv", &w->argv)) return false;
   if (w->argv.empty() || w->argv[0].empty()) return r.fail(p + ".argv", "empty command");
@@ -280,19 +324,13 @@ bool decodeWorkload(Reader& r, const Value& v, const std::string& p, Workload* w
       w->rlimits.push_back(lim);
     }
   }
-  if ((f = v.get("keepFds"))) {
-    if (f->type != Type::Array) return r.fail(p + ".keepFds", "expected an array");
-    for (size_t k = 0; k < f->array.size(); k++) {
-      int64_t n;
-      if (!r.integer(f->array[k], p + ".keepFds[" + std::to_string(k) + "]", 3, 1 << 20, &n)) return false;
-      w->keepFds.push_back(static_cast<int>(n));
-    }
-  }
   if ((f = v.get("landlock")) && !decodeLandlock(r, *f, p + ".landlock", &w->landlock)) return false;
   if ((f = v.get("seccomp")) && f->type != Type::Null) {
     std::string b64;
-    if (!r.onlyKeys(*f, p + ".seccomp", {"program"})) return false;
-    const Value* g = r.need(*f, p + ".seccomp", "program");
+    if (!r.onlyKeys(*f, p + ".seccomp", {"program", "tsync"})) return false;
+    const Value* g = r.need(*f, p + ".seccomp", "tsync");
+    if (!g || !r.boolean(*g, p + ".seccomp.tsync", &w->seccomp.tsync)) return false;
+    g = r.need(*f, p + ".seccomp", "program");
     if (!g || !r.str(*g, p + ".seccomp.program", &b64)) return false;
     if (!base64Decode(b64, &w->seccomp.program)) return r.fail(p + ".seccomp.program", "bad base64");
     if (w->seccomp.program.empty() || w->seccomp.program.size() % 8 != 0 || w->seccomp.program.size() > 4096 * 8)
@@ -314,7 +352,7 @@ bool decode(const std::string& text, Plan* out, std::string* error) {
   Reader r{error};
   const std::string p = "plan";
   if (!r.onlyKeys(root, p, {"version", "supervisorPid", "hostname", "namespaces", "identity", "mounts", "services",
-                            "cgroupProcs", "inPlace", "workload"}))
+                            "cgroupProcs", "forwardSignals", "inPlace", "workload"}))
     return false;
   const Value* f;
   int64_t n;
@@ -398,6 +436,15 @@ bool decode(const std::string& text, Plan* out, std::string* error) {
   if (out->inPlace.enabled && !out->services.empty()) return r.fail(p + ".services", "in-place services are the supervisor's");
   if ((f = root.get("cgroupProcs")) && f->type != Type::Null && !r.absPath(*f, p + ".cgroupProcs", &out->cgroupProcs))
     return false;
+  std::vector<std::string> signals;
+  if (!(f = r.need(root, p, "forwardSignals")) || !r.strings(*f, p + ".forwardSignals", &signals)) return false;
+  for (const auto& name : signals) {
+    int sig = forwardableSignal(name);
+    if (!sig) return r.fail(p + ".forwardSignals", "not a signal the helper forwards: '" + name + "'");
+    for (int seen : out->forwardSignals)
+      if (seen == sig) return r.fail(p + ".forwardSignals", "'" + name + "' twice");
+    out->forwardSignals.push_back(sig);
+  }
   const Value* w = r.need(root, p, "workload");
   return w && decodeWorkload(r, *w, p + ".workload", &out->workload);
 }

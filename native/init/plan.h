@@ -22,9 +22,13 @@ struct Mount {
   bool readonly = false;
   bool noexec = false;
   bool dirOnly = false;  // Bind: the source must be a directory
-  uint64_t size = 0;     // Tmpfs: bytes (0 = kernel default)
+  uint64_t size = 0;     // Tmpfs, Dev: bytes (0 = kernel default)
   uint32_t mode = 0755;  // Tmpfs/Dir/File
-  std::vector<std::string> devices;  // Dev: names of host /dev nodes to bind
+  // Dev: everything of the /dev the plan describes (the helper adds nothing of its own).
+  std::vector<std::string> devices;  // names of host /dev character devices to bind
+  bool pts = false;                  // a new devpts instance at dest/pts
+  uint64_t shmSize = 0;              // a tmpfs at dest/shm of this many bytes (0 = none)
+  std::vector<std::pair<std::string, std::string>> links;  // dest/NAME -> TARGET
 };
 
 struct Service {
@@ -64,6 +68,7 @@ struct Landlock {
 struct Seccomp {
   bool enabled = false;
   std::string program;  // raw struct sock_filter array
+  bool tsync = false;   // install with SECCOMP_FILTER_FLAG_TSYNC
 };
 
 struct Identity {
@@ -80,7 +85,6 @@ struct Workload {
   std::string cwd = "/";
   bool newSession = true;
   std::vector<Rlimit> rlimits;
-  std::vector<int> keepFds;
   Landlock landlock;
   Seccomp seccomp;
 };
@@ -102,6 +106,7 @@ struct Plan {
   std::vector<Mount> mounts;
   std::vector<Service> services;
   std::string cgroupProcs;  // a cgroup.procs file the monitor joins before cloning ("" = none)
+  std::vector<int> forwardSignals;  // SIG* numbers passed on to the workload by every hop
   InPlace inPlace;
   Workload workload;
 };

@@ -37,6 +37,11 @@ bool dropCapabilities() {
   return true;
 }
 
+bool setNoNewPrivs() {
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errors::fail("process.no_new_privs", errno);
+  return true;
+}
+
 bool applyRlimits(const std::vector<plan::Rlimit>& limits) {
   for (const auto& l : limits) {
     struct rlimit r = {static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)};
@@ -45,7 +50,7 @@ bool applyRlimits(const std::vector<plan::Rlimit>& limits) {
   return true;
 }
 
-bool closeFdsOnExec(const std::vector<int>& keep) {
+bool closeFdsOnExec() {
   if (syscall(__NR_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
     if (errno != ENOSYS && errno != EINVAL) return errors::fail("process.close_fds", errno);
     // Kernels before 5.11: walk the open descriptors.
@@ -55,11 +60,15 @@ bool closeFdsOnExec(const std::vector<int>& keep) {
       if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
     }
   }
-  for (int fd : keep) {
-    int flags = fcntl(fd, F_GETFD);
-    if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) != 0) return errors::fail("process.keep_fd", errno, std::to_string(fd));
-  }
   return true;
+}
+
+sigset_t waitedSignals(const std::vector<int>& forwarded) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : forwarded) sigaddset(&set, s);
+  sigaddset(&set, SIGCHLD);
+  return set;
 }
 
 void resetSignals() {
@@ -76,10 +85,15 @@ void execWorkload(const plan::Workload& w) {
   std::vector<char*> argv, envp;
   for (const auto& a : w.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  std::string path = "/usr/bin:/bin";
+  // Only the PATH the plan gives (the planner always sets one); none means no search at all.
+  std::string path;
+  bool hasPath = false;
   for (const auto& e : w.env) {
     envp.push_back(const_cast<char*>(e.c_str()));
-    if (e.compare(0, 5, "PATH=") == 0) path = e.substr(5);
+    if (e.compare(0, 5, "PATH=") == 0) {
+      path = e.substr(5);
+      hasPath = true;
+    }
   }
   envp.push_back(nullptr);
   const std::string& cmd = w.argv[0];
@@ -89,7 +103,7 @@ void execWorkload(const plan::Workload& w) {
   }
   int best = ENOENT;
   size_t i = 0;
-  while (i <= path.size()) {
+  while (hasPath && i <= path.size()) {
     size_t j = path.find(':', i);
     if (j == std::string::npos) j = path.size();
     std::string dir = path.substr(i, j - i);

@@ -1,4 +1,5 @@
 #pragma once
+#include <csignal>
 #include <vector>
 
 #include "plan.h"
@@ -8,16 +9,24 @@ namespace process {
 // Empties the bounding, ambient, inheritable, permitted and effective capability sets.
 bool dropCapabilities();
 
+// The workload's one no_new_privs step: before landlock and seccomp, which both require it
+// (without CAP_SYS_ADMIN), and for good: exec can then grant no privilege.
+bool setNoNewPrivs();
+
 bool applyRlimits(const std::vector<plan::Rlimit>& limits);
 
-// Marks every fd above 2 close-on-exec except those the plan passes on.
-bool closeFdsOnExec(const std::vector<int>& keep);
+// Marks every fd above 2 close-on-exec: the workload inherits only stdin, stdout and stderr.
+bool closeFdsOnExec();
+
+// The signals a helper process waits for: the plan's forwarded ones, and SIGCHLD.
+sigset_t waitedSignals(const std::vector<int>& forwarded);
 
 // Restores default dispositions and an empty mask, so the workload starts as a fresh process.
 void resetSignals();
 
-// PATH search with the workload's own PATH (execvpe would use ours). Returns only on failure,
-// with errno from the most telling candidate (EACCES over ENOENT, as the shell reports it).
+// PATH search with the workload's own PATH from the plan (execvpe would use ours, or a default
+// of its own when there is none: here no PATH means a bare name is not found). Returns only on
+// failure, with errno from the most telling candidate (EACCES over ENOENT, as the shell reports it).
 void execWorkload(const plan::Workload& w);
 
 }  // namespace process

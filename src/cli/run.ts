@@ -1,5 +1,6 @@
 import { ClawjailError, isClawjailError } from '../errors.js';
 import { say } from '../log.js';
+import { FORWARDED_SIGNALS } from '../policy/signals.js';
 import { checkStatusTarget, writeJsonFile } from './status.js';
 import { launch, planLaunch, type LaunchOptions } from '../launch.js';
 import { applyLogLevelFlag, parse, parseBindFlag, parseEnvFlags, parsePublishFlag, splitAtCommand, usageError } from './args.js';
@@ -134,8 +135,6 @@ export async function overridesFromFlags(v: RunValues): Promise<Record<string, u
   return o;
 }
 
-const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
-
 export async function runCommand(argv: string[]): Promise<number> {
   const { own, command } = splitAtCommand(argv, RUN_OPTIONS);
   const { values: v } = parse('run', own, RUN_OPTIONS);
@@ -170,7 +169,8 @@ export async function superviseLaunch(options: LaunchOptions, statusFile: string
   // returns; a signal that arrives meanwhile is delivered as soon as the sandbox exists.
   let sandbox: import('../sandbox.js').Sandbox | undefined;
   const early: NodeJS.Signals[] = [];
-  const handlers = FORWARDED.map((sig) => {
+  // The same list the plan gives the helper, so every hop passes on what the one before caught.
+  const handlers = FORWARDED_SIGNALS.map((sig) => {
     const h = () => (sandbox ? sandbox.kill(sig) : early.push(sig));
     process.on(sig, h);
     return [sig, h] as const;

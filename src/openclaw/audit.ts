@@ -330,9 +330,6 @@ export function auditExitCode(report: AuditReport): number {
   return report.summary.critical > 0 ? 1 : 0;
 }
 
-/** Finding ids `--fix` can repair without changing what the sandbox is allowed to do. */
-export const SAFE_FIXES = ['clawjail.auto_update', 'clawjail.gateway_exposed', 'clawjail.state_perms'] as const;
-
 /**
  * The config half of `--fix`: turns off self-update and re-closes the gateway (loopback, token).
  * Pins, egress rules and credentials are left to the operator: fixing them changes what is

@@ -86,11 +86,3 @@ export function sandboxPaths(options: { name: string; stateHome?: string; hostHo
     keysDir: path.join(hostDir, 'keys'),
   };
 }
-
-/** The inside path of a host path under the sandbox dir, or undefined when it is not under it. */
-export function insidePathOf(sandboxDir: string, hostPath: string): string | undefined {
-  const rel = path.relative(sandboxDir, hostPath);
-  if (rel === '') return INSIDE.sandbox;
-  if (rel.startsWith('..') || path.isAbsolute(rel)) return undefined;
-  return path.posix.join(INSIDE.sandbox, ...rel.split(path.sep));
-}

@@ -1,6 +1,7 @@
 import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
 import type { PathFacts } from '../host/path-facts.js';
+import { FORWARDED_SIGNALS } from '../policy/signals.js';
 import type { Profile } from '../profile/schema.js';
 import type { SeccompAllow, SeccompConfig } from '../profile/seccomp.js';
 import { resolveArgValue } from '../policy/seccomp/values.js';
@@ -9,8 +10,9 @@ import { buildInferenceEnv } from './inference-env.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock, NET } from './landlock.js';
 import { buildRlimits } from './limits.js';
 import type { ModeDecision, WorkloadIdentity } from './mode.js';
-import { DEVICES } from './mounts.js';
+import { DEV_PATHS } from './mounts.js';
 import { planCgroup, refuseCredentialPassthrough, type BuildPlanInput, type LaunchPlan } from './plan.js';
+import { nativeSeccomp } from './seccomp/install.js';
 import { buildEgressSection, buildInferenceSection } from './service-sections.js';
 import type { LayerReport, NativePlan } from './types.js';
 
@@ -35,7 +37,7 @@ export interface InPlacePlanInput extends BuildPlanInput {
 }
 
 /** Paths whose facts the in-place planner needs (beyond the system paths and binds). */
-export const IN_PLACE_PATHS = ['/proc', '/tmp', '/dev', '/dev/shm', '/dev/pts', ...DEVICES.map((d) => `/dev/${d}`)];
+export const IN_PLACE_PATHS = ['/proc', '/tmp', '/dev', '/dev/shm', ...DEV_PATHS];
 
 const AF = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;
 const SOCK_STREAM = 1;
@@ -149,7 +151,7 @@ function planFs(input: InPlacePlanInput): InPlaceFs {
       (rw ? readWrite : readExec).push(f.real);
     }
   }
-  const devices = [...DEVICES.map((d) => `/dev/${d}`), '/dev/pts'].filter((p) => exists(facts, p));
+  const devices = DEV_PATHS.filter((p) => exists(facts, p));
   return {
     readExec: [...readExec, ...profile.landlock.readOnly],
     readOnly,
@@ -287,7 +289,7 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
     throw new ClawjailError('ERR_CLAWJAIL_PLAN', 'no seccomp compiler was supplied to buildInPlacePlan', { hint: 'this is a bug in the caller of buildInPlacePlan' });
   } else {
     const compiled = input.compileSeccomp(inPlaceSeccomp(profile.seccomp), host.arch);
-    seccomp = { program: compiled.program.toString('base64') };
+    seccomp = nativeSeccomp(compiled.program);
     layers.push({
       layer: 'seccomp',
       status: 'enforced',
@@ -338,6 +340,7 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
     mounts: [],
     services: [],
     cgroupProcs: cgroup ? posix.join(cgroup.dir, 'cgroup.procs') : null,
+    forwardSignals: [...FORWARDED_SIGNALS],
     inPlace: { changeIdentity: identity.change, dropBoundingSet, allowRoot: identity.uid === 0 },
     workload: {
       argv: input.command,
@@ -345,7 +348,6 @@ export function buildInPlacePlan(input: InPlacePlanInput): LaunchPlan {
       cwd: profile.process.cwd === '/sandbox' ? sandboxDir : profile.process.cwd,
       newSession: !profile.process.tty,
       rlimits,
-      keepFds: [],
       landlock,
       seccomp,
     },

@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import { ClawjailError } from '../errors.js';
 import type { PathFacts } from '../host/path-facts.js';
 import type { Bind, Profile } from '../profile/schema.js';
-import type { NativeMount } from './types.js';
+import type { NativeDev, NativeMount } from './types.js';
 
 /**
  * The mount list, in the order the helper carries it out:
@@ -53,7 +53,26 @@ export interface MountResult {
   warnings: string[];
 }
 
-export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+/**
+ * The sandbox's /dev, all of it (the helper adds nothing): the harmless character devices, a
+ * private devpts for terminals (ptmx links into it), a size-limited /dev/shm for POSIX shared
+ * memory, and the usual links to the process's own fds.
+ */
+export const DEV: Omit<NativeDev, 'op' | 'dest'> = {
+  size: 1024 ** 2,
+  devices: ['null', 'zero', 'full', 'random', 'urandom', 'tty'],
+  pts: true,
+  shm: { size: 64 * 1024 ** 2 },
+  links: [
+    { name: 'ptmx', target: 'pts/ptmx' },
+    { name: 'fd', target: '/proc/self/fd' },
+    { name: 'stdin', target: '/proc/self/fd/0' },
+    { name: 'stdout', target: '/proc/self/fd/1' },
+    { name: 'stderr', target: '/proc/self/fd/2' },
+  ],
+};
+/** The device paths of DEV the workload opens (for landlock): the devices and the pty directory. */
+export const DEV_PATHS = [...DEV.devices.map((d) => `/dev/${d}`), ...(DEV.pts ? ['/dev/pts'] : [])];
 export const RESERVED_DESTS = ['/proc', '/dev', '/run/clawjail'];
 export const GENERATED_ETC = ['/etc/hosts', '/etc/resolv.conf', '/etc/passwd', '/etc/group'];
 
@@ -116,14 +135,14 @@ export function buildMounts(input: MountInput): MountResult {
   mounts.push({ op: 'proc', dest: '/proc' });
   for (const dest of PROC_MASKED) mounts.push({ op: 'mask', dest });
   for (const dest of PROC_READ_ONLY) mounts.push({ op: 'readonly', dest });
-  mounts.push({ op: 'dev', dest: '/dev', devices: DEVICES });
+  mounts.push({ op: 'dev', dest: '/dev', ...structuredClone(DEV) });
   // The workload's terminal lives in the host's devpts, which is not inside: bound at
   // /dev/console it can be found by ttyname() (tty prints /dev/console), as in containers.
   if (input.terminal) mounts.push({ op: 'bind', src: input.terminal, dest: '/dev/console' });
   mounts.push({ op: 'tmpfs', dest: '/tmp', size: input.tmpSizeBytes, mode: 0o1777 });
   mounts.push({ op: 'dir', dest: '/run/clawjail', mode: 0o755 });
   mounts.push({ op: 'bind', src: input.sandboxHostDir, dest: '/sandbox', dirOnly: true });
-  readWritePaths.push('/sandbox', '/tmp', '/dev/shm');
+  readWritePaths.push('/sandbox', '/tmp', ...(DEV.shm ? ['/dev/shm'] : []));
 
   const binds = resolveBinds(input, warnings);
   for (const b of binds) {

@@ -3,12 +3,14 @@ import { ClawjailError } from '../errors.js';
 import type { HostFacts } from '../host/probe.js';
 import type { PathFacts } from '../host/path-facts.js';
 import { EGRESS_PORT, INFERENCE_PORT, INFERENCE_SOCKET_PATH as INFERENCE_SOCKET, LOOPBACK_HOST } from '../policy/addresses.js';
+import { FORWARDED_SIGNALS } from '../policy/signals.js';
 import type { Profile } from '../profile/schema.js';
 import { buildEnv, PATH_CANDIDATES } from './env.js';
 import { buildInferenceEnv } from './inference-env.js';
+import { nativeSeccomp } from './seccomp/install.js';
 import { buildLandlockRequest, describeLandlock, downgradeLandlock } from './landlock.js';
 import { buildRlimits } from './limits.js';
-import { buildMounts, DEVICES, parseSize, type ProtectedPath, type ResolvedBind } from './mounts.js';
+import { buildMounts, DEV_PATHS, parseSize, type ProtectedPath, type ResolvedBind } from './mounts.js';
 import { buildEgressSection, buildInferenceSection, type EgressPlan, type InferencePlan } from './service-sections.js';
 import type { EnforcementReport, LayerReport, NativeIdentity, NativePlan, NativeService } from './types.js';
 import { chooseIdentity } from './mode.js';
@@ -157,7 +159,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
       readOnly: ['/proc', ...(mountResult.readOnlyPaths.includes('/etc') ? ['/etc'] : [])],
       readExec: [...mountResult.readOnlyPaths.filter((p) => p !== '/etc'), ...ll.readOnly],
       readWrite: [...mountResult.readWritePaths, ...ll.readWrite],
-      devices: [...DEVICES.map((d) => `/dev/${d}`), '/dev/pts', ...(profile.process.tty && input.terminal ? ['/dev/console'] : [])],
+      devices: [...DEV_PATHS, ...(profile.process.tty && input.terminal ? ['/dev/console'] : [])],
       connectPorts: [...nativeServices.filter((s) => s.kind === 'tcp').map((s) => s.port!), ...ll.connectPorts],
       // A published port is served by a listener inside: it must be allowed to bind it.
       bindPorts: [...ll.bindPorts, ...profile.publish.map((p) => p.port)],
@@ -191,7 +193,7 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     throw new ClawjailError('ERR_CLAWJAIL_PLAN', 'no seccomp compiler was supplied to buildPlan', { hint: 'this is a bug in the caller of buildPlan' });
   } else {
     const compiled = input.compileSeccomp(profile.seccomp, host.arch);
-    seccomp = { program: compiled.program.toString('base64') };
+    seccomp = nativeSeccomp(compiled.program);
     layers.push({
       layer: 'seccomp',
       status: 'enforced',
@@ -230,13 +232,13 @@ export function buildPlan(input: BuildPlanInput): LaunchPlan {
     mounts: mountResult.mounts,
     services: nativeServices,
     cgroupProcs: cgroup ? posix.join(cgroup.dir, 'cgroup.procs') : null,
+    forwardSignals: [...FORWARDED_SIGNALS],
     workload: {
       argv: input.command,
       env,
       cwd: profile.process.cwd,
       newSession: !profile.process.tty,
       rlimits,
-      keepFds: [],
       landlock,
       seccomp,
     },

@@ -248,6 +248,14 @@ describe('buildInPlacePlan', () => {
     expect(JSON.stringify(plan)).not.toContain('sk-in-place-secret');
   });
 
+  it('carries the forwarded signals and TSYNC for the in-place helper, and grants the container\'s own devices', () => {
+    const plan = buildInPlacePlan(input());
+    expect(plan.native.forwardSignals).toEqual(['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH']);
+    expect(plan.native.workload.seccomp!.tsync).toBe(true);
+    const rules = plan.native.workload.landlock!.rules.map((r) => r.path);
+    for (const d of ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty', '/dev/pts', '/dev/shm']) expect(rules).toContain(d);
+  });
+
   it('a root caller drops to identity.uid with the bounding set; the inference router gets a port and the env no socket', () => {
     const h = host({ isRoot: true, uid: 0, gid: 0 });
     const plan = buildInPlacePlan(input({ inference: { routes: [{ name: 'm', api: 'openai', upstream: 'https://api.example.com/v1', credential: { env: 'K' } }] } }, h, { egress: 41000, inference: 41001 } as never));

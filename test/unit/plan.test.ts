@@ -3,7 +3,8 @@ import type { HostFacts } from '../../src/host/probe.js';
 import { buildEnv } from '../../src/plan/env.js';
 import type { PathFacts } from '../../src/host/path-facts.js';
 import { buildRlimits } from '../../src/plan/limits.js';
-import { buildMounts, parseSize, PROC_MASKED, PROC_READ_ONLY } from '../../src/plan/mounts.js';
+import { buildMounts, DEV, parseSize, PROC_MASKED, PROC_READ_ONLY } from '../../src/plan/mounts.js';
+import { FORWARDED_SIGNALS } from '../../src/policy/signals.js';
 import { buildIdentity, buildPlan } from '../../src/plan/plan.js';
 import { parseProfile } from '../../src/profile/load.js';
 import { loadProfile } from '../../src/profile/load.js';
@@ -250,6 +251,37 @@ describe('buildPlan', () => {
     expect(printed).not.toContain(secret);
     expect(printed).toContain('"credential":{"env":"OPENAI_API_KEY"}');
     expect(buildPlan(input()).inference).toEqual({ routes: [], auditBodies: false });
+  });
+
+  it('carries every decision the helper carries out: the whole /dev, the forwarded signals, TSYNC, the PATH', () => {
+    const p = buildPlan(input());
+    expect(p.native.mounts.filter((m) => m.op === 'dev')).toEqual([
+      {
+        op: 'dev',
+        dest: '/dev',
+        size: 1024 ** 2,
+        devices: ['null', 'zero', 'full', 'random', 'urandom', 'tty'],
+        pts: true,
+        shm: { size: 64 * 1024 ** 2 },
+        links: [
+          { name: 'ptmx', target: 'pts/ptmx' },
+          { name: 'fd', target: '/proc/self/fd' },
+          { name: 'stdin', target: '/proc/self/fd/0' },
+          { name: 'stdout', target: '/proc/self/fd/1' },
+          { name: 'stderr', target: '/proc/self/fd/2' },
+        ],
+      },
+    ]);
+    // landlock grants exactly the devices and the pty directory the dev op creates
+    const landlockPaths = p.native.workload.landlock!.rules.map((r) => r.path);
+    for (const d of [...DEV.devices.map((d) => `/dev/${d}`), '/dev/pts', '/dev/shm']) expect(landlockPaths).toContain(d);
+    // the CLI forwards the same list (src/cli/run.ts imports it)
+    expect(p.native.forwardSignals).toEqual(['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH']);
+    expect(p.native.forwardSignals).toEqual([...FORWARDED_SIGNALS]);
+    expect(p.native.workload.seccomp).toEqual({ program: Buffer.alloc(8).toString('base64'), tsync: true });
+    // the helper has no PATH of its own: the plan's is the only one
+    expect(p.native.workload.env.filter((e) => e.startsWith('PATH='))).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/bin']);
+    expect(p.native.workload).not.toHaveProperty('keepFds');
   });
 
   it('is deterministic: the same input gives the same plan (snapshot)', () => {

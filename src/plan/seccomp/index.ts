@@ -6,10 +6,10 @@
  * Semantics are stated once, in src/profile/seccomp.ts: default allow with a deny list, allow
  * entries as exceptions, foreign arch / x32 killed, numbers newer than the table → ENOSYS.
  *
- * Installing (native/init/seccomp.cc): prctl(PR_SET_NO_NEW_PRIVS, 1) then
- * seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, {len: instructions, filter:
- * program}) as the workload's last step before execve. mode `off` yields an empty program:
- * install nothing.
+ * Installing (native/init/seccomp.cc, after the workload's no_new_privs step):
+ * seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_INSTALL_FLAGS, {len: instructions, filter: program})
+ * as the workload's last step before execve, with the flags the plan carries (install.ts).
+ * mode `off` yields an empty program: install nothing.
  */
 import { ClawjailError } from '../../errors.js';
 import { SeccompSchema, type SeccompConfig, type SeccompConfigInput } from '../../profile/seccomp.js';
@@ -18,6 +18,7 @@ import { SECCOMP_MISC } from '../../policy/seccomp/tables/constants.js';
 import { encodeProgram } from './assembler.js';
 import { emitBpf } from './back-end.js';
 import { buildSeccompIr } from './front-end.js';
+import { SECCOMP_INSTALL_FLAGS } from './install.js';
 
 export { buildSeccompIr } from './front-end.js';
 export { emitBpf, emitLinearChain, dispatchIntervals, actionValue } from './back-end.js';
@@ -27,8 +28,7 @@ export { syscallTable, isKnownSyscall, archesWithSyscall, suggestSyscalls, SECCO
 export { resolveArgValue, NAMED_VALUES } from '../../policy/seccomp/values.js';
 export type { SeccompIr, SeccompAction, SyscallDecision, Clause, ArgCheck, CompareOp } from './ir.js';
 
-/** Flags for seccomp(SECCOMP_SET_MODE_FILTER, flags, prog). */
-export const SECCOMP_INSTALL_FLAGS = SECCOMP_MISC.SECCOMP_FILTER_FLAG_TSYNC;
+export { SECCOMP_INSTALL_FLAGS } from './install.js';
 export const SECCOMP_MAX_INSTRUCTIONS = SECCOMP_MISC.BPF_MAXINSNS;
 
 export interface CompiledSeccomp {
