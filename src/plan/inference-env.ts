@@ -1,5 +1,6 @@
 import { INFERENCE_PORT, INFERENCE_SOCKET_PATH } from '../policy/addresses.js';
-import { defaultRouteName, type InferenceConfig } from '../profile/inference.js';
+import type { InferenceConfig } from '../profile/inference.js';
+import { defaultRouteName } from '../profile/route-default.js';
 
 /**
  * The variables that point the workload at the router. Clients read the SDKs' usual base-URL

@@ -126,9 +126,7 @@ export type InferenceRoute = z.infer<typeof InferenceRouteSchema>;
 export type InferenceConfig = z.infer<typeof InferenceSchema>;
 
 /** The route that also answers at /v1 without a prefix. */
-export function defaultRouteName(config: InferenceConfig): string | undefined {
-  return config.default ?? config.routes[0]?.name;
-}
+export { defaultRouteName } from './route-default.js';
 
 /** Why a URL cannot be a route's upstream, or undefined when it can. Pure; also used for CLI flags. */
 export function upstreamProblem(upstream: string): string | undefined {
