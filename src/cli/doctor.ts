@@ -50,7 +50,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   const { probeHost } = await import('../host/probe.js');
   const { planLaunch, refusalReason } = await import('../launch.js');
   const { chooseMode, isNamespacesRefusal } = await import('../plan/mode.js');
-  const facts = probeHost({ checkUserns: true });
+  const facts = probeHost({ checkUserns: true, fresh: true });
 
   const trials: { namespaces: Trial; inPlace?: Trial } = { namespaces: await trial('namespaces') };
   const ns = trials.namespaces;

@@ -61,6 +61,7 @@ function readTrim(path: string): string | undefined {
 }
 
 let recent: { at: number; facts: HostFacts } | undefined;
+let recentChecked: { at: number; facts: HostFacts } | undefined;
 const FRESH_MS = 2000;
 
 /**
@@ -69,11 +70,15 @@ const FRESH_MS = 2000;
  * reconfiguration, not between launches); a wrong fact can only make a launch fail, never weaken
  * it, since every layer is set up and checked by the kernel at launch.
  */
-export function probeHost(options: { checkUserns?: boolean } = {}): HostFacts {
+export function probeHost(options: { checkUserns?: boolean; fresh?: boolean } = {}): HostFacts {
   const now = Date.now();
-  if (!options.checkUserns && recent && now - recent.at < FRESH_MS) return structuredClone(recent.facts);
+  // The user-namespace trial (auto mode in a likely container) is reused the same way: a burst of
+  // launches forks one throwaway child, not one each. doctor asks for fresh facts.
+  const cached = options.checkUserns ? recentChecked : recent;
+  if (!options.fresh && cached && now - cached.at < FRESH_MS) return structuredClone(cached.facts);
   const facts = probeHostNow(options);
-  if (!options.checkUserns) recent = { at: now, facts: structuredClone(facts) };
+  if (options.checkUserns) recentChecked = { at: now, facts: structuredClone(facts) };
+  else recent = { at: now, facts: structuredClone(facts) };
   return facts;
 }
 
