@@ -41,18 +41,6 @@ namespace {
 
 constexpr int kSetupFailed = 125;
 
-bool becomeTerminalForeground() {
-  if (setpgid(0, 0) != 0) return errors::fail("process.setpgid", errno);
-  if (!isatty(0)) return true;
-  sigset_t ttou, old;
-  sigemptyset(&ttou);
-  sigaddset(&ttou, SIGTTOU);
-  sigprocmask(SIG_BLOCK, &ttou, &old);
-  int rc = tcsetpgrp(0, getpgrp());
-  int err = errno;
-  sigprocmask(SIG_SETMASK, &old, nullptr);
-  return rc == 0 || err == ENOTTY || errors::fail("process.tcsetpgrp", err);
-}
 
 // Without CAP_SETPCAP (an unprivileged caller) the bounding set cannot shrink; the plan asks for
 // it only from root. An empty permitted set plus no_new_privs already keeps exec from adding any.
@@ -89,7 +77,7 @@ bool dieWithHelper(pid_t helper) {
 [[noreturn]] void workloadMain(const plan::Plan& plan, pid_t helper, int execReport) {
   const plan::Workload& w = plan.workload;
   process::resetSignals();
-  bool ok = (w.newSession ? setsid() >= 0 || errors::fail("process.setsid", errno) : becomeTerminalForeground()) &&
+  bool ok = (w.newSession ? setsid() >= 0 || errors::fail("process.setsid", errno) : process::takeTerminal()) &&
             process::applyRlimits(w.rlimits) &&
             (!plan.inPlace.dropBoundingSet || dropBoundingSet()) &&
             (!plan.inPlace.changeIdentity || changeIdentity(plan.identity)) &&
@@ -100,35 +88,14 @@ bool dieWithHelper(pid_t helper) {
             (!w.landlock.enabled || landlock::apply(w.landlock)) &&
             process::closeFdsOnExec() &&
             (!w.seccomp.enabled || seccomp::install(w.seccomp));
-  int code = kSetupFailed;
-  if (ok) {
-    process::execWorkload(w);
-    errors::fail("exec", errno, w.argv[0]);
-    code = errno == ENOENT ? 127 : 126;
-  }
-  std::string record = errors::toJson(errors::last());
-  ssize_t n = write(execReport, record.data(), record.size());
-  (void)n;
-  _exit(code);
+  process::execOrReport(w, ok, execReport, kSetupFailed);
 }
 
 void answerConnect(int channelFd, const std::string& record) {
-  json::Value v;
-  std::string err;
-  if (!json::parse(record, &v, &err)) return;
-  const json::Value* t = v.get("t");
-  const json::Value* id = v.get("id");
-  const json::Value* port = v.get("port");
-  if (!t || t->string != "connect" || !id || !id->isInteger || !port || !port->isInteger || port->integer < 1 || port->integer > 65535) return;
+  long long id;
+  int port;
   // No namespace here: the workload's published port is on the container's own loopback.
-  int fd = net::connectInside(static_cast<uint16_t>(port->integer));
-  std::string reply = "{\"t\":\"connected\",\"id\":" + std::to_string(id->integer) + ",\"errno\":" + std::to_string(fd < 0 ? -fd : 0) + "}";
-  if (fd >= 0) {
-    channel::send(channelFd, reply, {fd});
-    close(fd);
-  } else {
-    channel::send(channelFd, reply);
-  }
+  if (channel::parseConnect(record, &id, &port)) channel::replyConnected(channelFd, id, net::connectInside(static_cast<uint16_t>(port)));
 }
 
 // Our direct children (orphans of the workload's tree are reparented to us): the kernel's list

@@ -92,24 +92,11 @@ void holdOnly(const std::vector<int>& forwarded) {
 
 // Interactive use: the workload becomes the terminal's foreground process group, so keyboard
 // signals reach it alone (not the supervisor, which would forward them a second time).
-bool takeTerminal() {
-  if (setpgid(0, 0) != 0) return errors::fail("process.setpgid", errno);
-  if (!isatty(0)) return true;
-  sigset_t ttou, old;
-  sigemptyset(&ttou);
-  sigaddset(&ttou, SIGTTOU);
-  sigprocmask(SIG_BLOCK, &ttou, &old);
-  int rc = tcsetpgrp(0, getpgrp());
-  int err = errno;
-  sigprocmask(SIG_SETMASK, &old, nullptr);
-  // ENOTTY: stdin is a terminal that is not ours (no controlling tty); keep going without it.
-  return rc == 0 || err == ENOTTY || errors::fail("process.tcsetpgrp", err);
-}
 
 [[noreturn]] void workloadMain(const plan::Plan& plan, int execReport) {
   const plan::Workload& w = plan.workload;
   process::resetSignals();
-  bool ok = (w.newSession ? setsid() >= 0 || errors::fail("process.setsid", errno) : takeTerminal()) &&
+  bool ok = (w.newSession ? setsid() >= 0 || errors::fail("process.setsid", errno) : process::takeTerminal()) &&
             (prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 || errors::fail("process.pdeathsig", errno)) &&
             process::applyRlimits(w.rlimits) &&
             (chdir(w.cwd.c_str()) == 0 || errors::fail("process.chdir", errno, w.cwd)) &&
@@ -118,39 +105,15 @@ bool takeTerminal() {
             (!w.landlock.enabled || landlock::apply(w.landlock)) &&
             process::closeFdsOnExec() &&
             (!w.seccomp.enabled || seccomp::install(w.seccomp));
-  int code = kSetupFailed;
-  if (ok) {
-    process::execWorkload(w);
-    errors::fail("exec", errno, w.argv[0]);
-    code = errno == ENOENT ? 127 : 126;
-  }
-  std::string record = errors::toJson(errors::last());
-  ssize_t n = write(execReport, record.data(), record.size());
-  (void)n;
-  _exit(code);
+  process::execOrReport(w, ok, execReport, kSetupFailed);
 }
 
 // ---- init ------------------------------------------------------------------------------------
 
 void answerConnect(const std::string& record) {
-  json::Value v;
-  std::string err;
-  if (!json::parse(record, &v, &err)) return;
-  const json::Value* t = v.get("t");
-  const json::Value* id = v.get("id");
-  const json::Value* port = v.get("port");
-  if (!t || t->string != "connect" || !id || !id->isInteger || !port || !port->isInteger || port->integer < 1 ||
-      port->integer > 65535)
-    return;
-  int fd = net::connectInside(static_cast<uint16_t>(port->integer));
-  std::string reply = "{\"t\":\"connected\",\"id\":" + std::to_string(id->integer) +
-                      ",\"errno\":" + std::to_string(fd < 0 ? -fd : 0) + "}";
-  if (fd >= 0) {
-    channel::send(kChannelFd, reply, {fd});
-    close(fd);
-  } else {
-    channel::send(kChannelFd, reply);
-  }
+  long long id;
+  int port;
+  if (channel::parseConnect(record, &id, &port)) channel::replyConnected(kChannelFd, id, net::connectInside(static_cast<uint16_t>(port)));
 }
 
 [[noreturn]] void initMain(const plan::Plan& plan, int syncRead, int statusWrite) {

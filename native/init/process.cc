@@ -117,4 +117,31 @@ void execWorkload(const plan::Workload& w) {
   errno = best;
 }
 
+bool takeTerminal() {
+  if (setpgid(0, 0) != 0) return errors::fail("process.setpgid", errno);
+  if (!isatty(0)) return true;
+  sigset_t ttou, old;
+  sigemptyset(&ttou);
+  sigaddset(&ttou, SIGTTOU);
+  sigprocmask(SIG_BLOCK, &ttou, &old);
+  int rc = tcsetpgrp(0, getpgrp());
+  int err = errno;
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  // ENOTTY: stdin is a terminal that is not ours (no controlling tty); keep going without it.
+  return rc == 0 || err == ENOTTY || errors::fail("process.tcsetpgrp", err);
+}
+
+[[noreturn]] void execOrReport(const plan::Workload& w, bool setupOk, int execReport, int setupFailedCode) {
+  int code = setupFailedCode;
+  if (setupOk) {
+    execWorkload(w);
+    errors::fail("exec", errno, w.argv[0]);
+    code = errno == ENOENT ? 127 : 126;
+  }
+  std::string record = errors::toJson(errors::last());
+  ssize_t n = write(execReport, record.data(), record.size());
+  (void)n;
+  _exit(code);
+}
+
 }  // namespace process

@@ -29,4 +29,12 @@ void resetSignals();
 // failure, with errno from the most telling candidate (EACCES over ENOENT, as the shell reports it).
 void execWorkload(const plan::Workload& w);
 
+// Without a new session (--tty): a process group of its own, made the terminal's foreground group
+// so keyboard signals reach the workload. A stdin that is no controlling terminal is left alone.
+bool takeTerminal();
+
+// The workload's last step: exec, or on failure write the error record to `execReport` and exit
+// (127 not found, 126 not executable, kSetupFailed for a failed setup step before it).
+[[noreturn]] void execOrReport(const plan::Workload& w, bool setupOk, int execReport, int setupFailedCode);
+
 }  // namespace process
