@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { ClawjailError, isClawjailError } from '../errors.js';
 import { controlBaseDir, ensurePrivateDir, type RuntimeContext } from '../services/control/paths.js';
 import type { Orchestrator, TenantStatus } from './orchestrator.js';
+import { readBody as readBodyUpTo, sendJson as send } from '../services/control/json-http.js';
 
 /**
  * The socket `clawjail tenants serve` holds and `ls | add | rm | restart | logs` talk to: small
@@ -59,7 +60,7 @@ export function createTenantsControlServer(orch: Orchestrator, options: { path?:
         return send(res, 200, { tenants });
       }
       if (req.method !== 'POST') return send(res, 405, { error: 'method', message: 'use GET or POST' });
-      const body = await readBody(req);
+      const body = await readBodyUpTo(req, MAX_BODY);
       if (body === null) return send(res, 413, { error: 'too-large', message: `body over ${MAX_BODY} bytes` });
       let spec: unknown;
       try {
@@ -125,25 +126,7 @@ export function createTenantsControlServer(orch: Orchestrator, options: { path?:
 
 const pick = (s: { rssBytes: number; processes: number }) => ({ rssBytes: s.rssBytes, processes: s.processes });
 
-function send(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
 
-function readBody(req: http.IncomingMessage): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) return resolve(null), req.destroy();
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 export type ListedTenant = TenantStatus & { rssBytes: number; processes: number };
 

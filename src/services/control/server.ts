@@ -7,6 +7,7 @@ import { ClawjailError, isClawjailError } from '../../errors.js';
 import type { AuditSink } from '../../log.js';
 import type { ApprovalBroker, ApprovalVerdict } from '../egress/approvals.js';
 import { controlBaseDir, controlSocketPath, ensurePrivateDir, type RuntimeContext } from './paths.js';
+import { readBody as readBodyUpTo, sendJson as send } from './json-http.js';
 
 /**
  * The per-sandbox control socket: small JSON over HTTP on a unix socket.
@@ -73,7 +74,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     const m = /^\/v1\/approvals\/([0-9a-f]{1,32})$/.exec(url);
     if (!m) return send(res, 404, { error: 'not-found', message: `no such endpoint ${url.slice(0, 100)}` });
     if (req.method !== 'POST') return send(res, 405, { error: 'method', message: 'use POST' });
-    const body = await readBody(req);
+    const body = await readBodyUpTo(req, MAX_BODY);
     if (body === null) return send(res, 413, { error: 'too-large', message: `body over ${MAX_BODY} bytes` });
     let verdict: unknown;
     try {
@@ -135,29 +136,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   };
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
 
-function readBody(req: http.IncomingMessage): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        resolve(null);
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 /** A socket file left by a sandbox that died is removed; a live one means the name is taken. */
 async function clearStaleSocket(path: string, sandbox: string): Promise<void> {
