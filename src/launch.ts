@@ -17,9 +17,9 @@ import { buildPlan, type LaunchPlan } from './plan/plan.js';
 import { degradeCgroup } from './plan/cgroup.js';
 import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
-import { cacheGet, cachePut } from './cache.js';
 import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
 import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
+import { compileSeccompCached, precompileSeccomp, seccompFor } from './launch/seccomp-cache.js';
 import type { Profile } from './profile/schema.js';
 import { InitChannel, MALFORMED_RECORD_STEP, type SetupFailure } from './services/channel.js';
 import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
@@ -71,10 +71,6 @@ export async function planLaunch(options: LaunchOptions & { host?: HostFacts; re
  * later `auto` launches go in-place directly instead of trying again.
  */
 let namespacesRefused: NamespacesRefusal | undefined;
-
-function seccompFor(profile: Profile, mode: ModeDecision['mode']): Profile['seccomp'] {
-  return mode === 'in-place' ? inPlaceSeccomp(profile.seccomp) : profile.seccomp;
-}
 
 /**
  * Runs a command in a new sandbox. Resolves once the workload has started (its execve
@@ -360,37 +356,6 @@ function plan3(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, n
 /** What the plan's service sections take besides the profile: the audit log option, the profile file. */
 function serviceInputs(options: LaunchOptions, loaded: LoadedProfile): { auditLog?: string; profileFile?: string } {
   return { ...(options.auditLog !== undefined ? { auditLog: options.auditLog } : {}), ...(loaded.file !== undefined ? { profileFile: loaded.file } : {}) };
-}
-
-type CompiledFilter = { program: Buffer; instructions: number; detail?: string };
-const seccompCache = new Map<string, CompiledFilter>();
-const seccompKey = (config: Profile['seccomp'], arch: string) => `${arch}\0${JSON.stringify(config)}`;
-
-/**
- * The filter depends only on the profile's seccomp section and the arch, so it is compiled once
- * (memory, then the on-disk cache) and the compiler is loaded only on a miss.
- */
-async function precompileSeccomp(config: Profile['seccomp'], host: HostFacts): Promise<void> {
-  if (config.mode === 'off') return;
-  const key = seccompKey(config, host.arch);
-  if (seccompCache.has(key)) return;
-  const disk = cacheGet<{ program: string; instructions: number; detail?: string }>('seccomp', key);
-  if (disk) {
-    seccompCache.set(key, { ...disk, program: Buffer.from(disk.program, 'base64') });
-    return;
-  }
-  const { compileSeccomp } = await import('./plan/seccomp/index.js');
-  const out = compileSeccomp(config, host.arch as 'x86_64');
-  const c = { program: out.program, instructions: out.instructions, detail: `${out.denied.length} calls denied outright, ${out.argumentChecked.length} argument-checked` };
-  if (seccompCache.size > 32) seccompCache.clear();
-  seccompCache.set(key, c);
-  cachePut('seccomp', key, { ...c, program: c.program.toString('base64') });
-}
-
-function compileSeccompCached(config: Profile['seccomp'], arch: string): CompiledFilter {
-  const c = seccompCache.get(seccompKey(config, arch));
-  if (!c) throw new ClawjailError('ERR_CLAWJAIL_PLAN', 'seccomp filter was not compiled before planning', { hint: 'this is a bug in clawjail' });
-  return c;
 }
 
 /**
