@@ -1,4 +1,4 @@
-import { chownSync, closeSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readlinkSync, realpathSync, rmSync, rmdirSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
 import net from 'node:net';
 import { join, posix } from 'node:path';
@@ -14,7 +14,7 @@ import { expandHome, inspectHostPath, inspectHostPaths } from './host/path-facts
 import { PATH_CANDIDATES } from './plan/env.js';
 import { GENERATED_ETC, type ProtectedPath } from './plan/mounts.js';
 import { buildPlan, type LaunchPlan } from './plan/plan.js';
-import { degradeCgroup } from './plan/cgroup.js';
+import { oomKills, prepareCgroup } from './launch/cgroup.js';
 import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
@@ -420,61 +420,6 @@ function chownTree(root: string, uid: number, gid: number): void {
       path: err.path ?? root,
       cause: e,
     });
-  }
-}
-
-/** oom_kill count from the sandbox cgroup's memory.events (0 when absent). */
-function oomKills(dir: string): number {
-  try {
-    const m = /^oom_kill (\d+)$/m.exec(readFileSync(join(dir, 'memory.events'), 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/**
- * Creates the sandbox's cgroup under the supervisor's own and writes its limits. cgroup v2 lets a
- * parent hand controllers to children only while it holds no processes itself ("no internal
- * processes"), so when the supervisor's cgroup has them off, the supervisor first moves into a
- * leaf of its own (`supervisor/`) and then enables the controllers — as container runtimes do.
- * Returns the plan to launch with: the same one, or, when this fails, what degradeCgroup decides.
- */
-function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[]): LaunchPlan {
-  if (!plan.cgroup) return plan;
-  const { dir, settings } = plan.cgroup;
-  const parent = posix.dirname(dir);
-  try {
-    const wanted = [...new Set(Object.keys(settings).map((k) => k.split('.')[0]!))];
-    const enabled = readFileSync(join(parent, 'cgroup.subtree_control'), 'utf8').split(/\s+/);
-    const missing = wanted.filter((c) => !enabled.includes(c));
-    if (missing.length) {
-      const procs = readFileSync(join(parent, 'cgroup.procs'), 'utf8').trim();
-      if (procs) {
-        const leaf = join(parent, 'supervisor');
-        mkdirSync(leaf, { recursive: true });
-        writeFileSync(join(leaf, 'cgroup.procs'), String(process.pid));
-      }
-      writeFileSync(join(parent, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
-    }
-    mkdirSync(dir);
-    cleanups.push(() => {
-      // Processes are gone once the helper exited; rmdir can race the kernel's release briefly.
-      for (let i = 0; i < 50; i++) {
-        try {
-          rmdirSync(dir);
-          return;
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EBUSY') return;
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-        }
-      }
-    });
-    for (const [file, value] of Object.entries(settings)) writeFileSync(join(dir, file), value);
-    return plan;
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    return degradeCgroup(plan, `cannot set up cgroup ${dir}: ${err.code ?? err.message}${err.path ? ` (${err.path})` : ''}`);
   }
 }
 
