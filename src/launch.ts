@@ -1,4 +1,4 @@
-import { closeSync, openSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { readlinkSync, realpathSync, rmSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import net from 'node:net';
 import { join, posix } from 'node:path';
@@ -19,6 +19,7 @@ import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
 import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
+import { openStdio, type StdioSpec } from './launch/stdio.js';
 import { inPlaceDirChoice, prepareInPlaceDir, prepareSandboxDir } from './launch/sandbox-dir.js';
 import { compileSeccompCached, precompileSeccomp, seccompFor } from './launch/seccomp-cache.js';
 import type { Profile } from './profile/schema.js';
@@ -48,8 +49,6 @@ export interface LaunchOptions extends ServiceOptions {
   /** Also write audit events to this file as JSON lines. */
   auditLog?: string;
 }
-
-export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
 
 let counter = 0;
 
@@ -359,41 +358,6 @@ function serviceInputs(options: LaunchOptions, loaded: LoadedProfile): { auditLo
   return { ...(options.auditLog !== undefined ? { auditLog: options.auditLog } : {}), ...(loaded.file !== undefined ? { profileFile: loaded.file } : {}) };
 }
 
-/**
- * The workload's stdio as fds for the helper, and the supervisor's ends for 'pipe'. The helper's
- * own stdio is the workload's: it passes them on untouched.
- */
-function openStdio(spec: LaunchOptions['stdio']) {
-  const specs: StdioSpec[] = Array.isArray(spec) ? spec : [spec ?? 'inherit', spec ?? 'inherit', spec ?? 'inherit'];
-  const childFds: number[] = [];
-  const childOnly: number[] = [];
-  const parentFds: number[] = [];
-  const streams: (net.Socket | null)[] = [null, null, null];
-  specs.forEach((s, i) => {
-    if (s === 'inherit') childFds.push(i);
-    else if (typeof s === 'number') childFds.push(s);
-    else if (s === 'ignore') {
-      const fd = openSync('/dev/null', i === 0 ? 'r' : 'w');
-      childFds.push(fd);
-      childOnly.push(fd);
-    } else {
-      const [r, w] = addon().pipe();
-      const [child, parent] = i === 0 ? [r, w] : [w, r];
-      childFds.push(child);
-      childOnly.push(child);
-      parentFds.push(parent);
-      streams[i] = new net.Socket({ fd: parent, readable: i !== 0, writable: i === 0 });
-    }
-  });
-  return {
-    childFds,
-    parentStreams: { stdin: streams[0], stdout: streams[1], stderr: streams[2] } as { stdin: net.Socket | null; stdout: net.Socket | null; stderr: net.Socket | null },
-    closeChildEnds: () => childOnly.forEach((fd) => (fd > 2 ? closeSync(fd) : undefined)),
-    // Output pipes end by themselves when the workload exits; stdin is ours to close.
-    closeParentEnds: (): void => void streams[0]?.destroy(),
-  };
-}
-
 type StartResult = { ok: true } | { ok: false; failure: SetupFailure | { step: 'exit'; code: number | null; signal: string | null } };
 
 function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean, exited: Promise<ExitStatus>, services: RunningServices): Promise<StartResult> {
@@ -625,5 +589,5 @@ async function dryRunInPlace(options: LaunchOptions, loaded: LoadedProfile, host
   return { plan: planInPlace(options, loaded, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
 }
 
-export type { AuditEvent, AuditSink };
+export type { AuditEvent, AuditSink, StdioSpec };
 export { EPHEMERAL_SANDBOX_PREFIX } from './launch/sandbox-dir.js';
