@@ -1,6 +1,5 @@
 import { readlinkSync, realpathSync, rmSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import net from 'node:net';
 import { join, posix } from 'node:path';
 import type { Logger } from 'pino';
 import { errnoName, errnoText } from './errno.js';
@@ -19,6 +18,7 @@ import type { LoadedProfile } from './profile/load.js';
 import { loadProfileCached } from './profile/cached.js';
 import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
 import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
+import { publishPorts } from './launch/publish.js';
 import { openStdio, type StdioSpec } from './launch/stdio.js';
 import { inPlaceDirChoice, prepareInPlaceDir, prepareSandboxDir } from './launch/sandbox-dir.js';
 import { compileSeccompCached, precompileSeccomp, seccompFor } from './launch/seccomp-cache.js';
@@ -464,40 +464,6 @@ function findOnHost(cmd: string): string | undefined {
     if (inspectHostPath(p).kind !== 'missing') return p;
   }
   return undefined;
-}
-
-async function publishPorts(plan: LaunchPlan, channel: InitChannel, cleanups: (() => void | Promise<void>)[]) {
-  const out: { hostAddress: string; hostPort: number; port: number }[] = [];
-  for (const p of plan.publish) {
-    const server = net.createServer((client) => {
-      client.pause();
-      channel.connect(p.port).then(
-        (inner) => {
-          client.pipe(inner).pipe(client);
-          client.resume();
-          const end = () => {
-            client.destroy();
-            inner.destroy();
-          };
-          client.on('error', end);
-          inner.on('error', end);
-          client.on('close', end);
-          inner.on('close', end);
-        },
-        () => client.destroy(),
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (e: NodeJS.ErrnoException) =>
-        reject(new ClawjailError(e.code ?? 'ERR_CLAWJAIL_SERVICE', `cannot publish ${p.hostAddress}:${p.hostPort} → ${p.port}: ${e.code ?? e.message}`, { hint: 'choose another host port (--publish HOSTPORT:PORT)' })),
-      );
-      server.listen(p.hostPort, p.hostAddress, () => resolve());
-    });
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    const addr = server.address() as net.AddressInfo;
-    out.push({ hostAddress: p.hostAddress, hostPort: addr.port, port: p.port });
-  }
-  return out;
 }
 
 /**
