@@ -18,6 +18,7 @@ import { loadProfileCached } from './profile/cached.js';
 import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
 import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
 import { failureToError, refusalReason, waitForStart } from './launch/start.js';
+import { listenInPlace } from './launch/in-place.js';
 import { publishPorts } from './launch/publish.js';
 import { openStdio, type StdioSpec } from './launch/stdio.js';
 import { inPlaceDirChoice, prepareInPlaceDir, prepareSandboxDir } from './launch/sandbox-dir.js';
@@ -349,42 +350,6 @@ function plan3(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, n
 /** What the plan's service sections take besides the profile: the audit log option, the profile file. */
 function serviceInputs(options: LaunchOptions, loaded: LoadedProfile): { auditLog?: string; profileFile?: string } {
   return { ...(options.auditLog !== undefined ? { auditLog: options.auditLog } : {}), ...(loaded.file !== undefined ? { profileFile: loaded.file } : {}) };
-}
-
-/**
- * In-place mode: the egress proxy and the inference router listen on the container's loopback, at
- * ports the kernel picks, before the plan names them. `take()` hands the fds to the services.
- */
-function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[]): { ports: InPlacePorts; names: string[]; take(): number[] } {
-  const wanted: ('egress' | 'inference')[] = [];
-  if (profile.network.mode === 'proxy') wanted.push('egress');
-  if (profile.inference.routes.length > 0) wanted.push('inference');
-  const open: { name: string; fd: number; port: number }[] = [];
-  let taken = false;
-  cleanups.push(() => {
-    if (!taken) for (const l of open) addon().closeFd(l.fd);
-  });
-  try {
-    for (const name of wanted) open.push({ name, ...addon().listenLoopback() });
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException & { errno?: number };
-    throw new ClawjailError('ERR_CLAWJAIL_SERVICE', `cannot listen on 127.0.0.1 for the sandbox's services: ${err.message}`, {
-      hint: 'the container needs a loopback interface (it has one unless started with --network none and lo down)',
-      step: 'services.listen',
-      ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
-      cause: e,
-    });
-  }
-  const ports: InPlacePorts = {};
-  for (const l of open) ports[l.name as 'egress' | 'inference'] = l.port;
-  return {
-    ports,
-    names: open.map((l) => l.name),
-    take: () => {
-      taken = true;
-      return open.map((l) => l.fd);
-    },
-  };
 }
 
 /** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
