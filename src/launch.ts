@@ -1,28 +1,22 @@
-import { readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import { ClawjailError } from './errors.js';
 import { probeHost, type HostFacts } from './host/probe.js';
+import { oomKills, prepareCgroup } from './launch/cgroup.js';
+import { listenInPlace } from './launch/in-place.js';
+import { dryRunInPlace, dryRunNamespaces, loadOptions, planInPlace, planNamespaces, sandboxName } from './launch/plans.js';
+import { publishPorts } from './launch/publish.js';
+import { prepareInPlaceDir, prepareSandboxDir } from './launch/sandbox-dir.js';
+import { precompileSeccomp, seccompFor } from './launch/seccomp-cache.js';
+import { failureToError, refusalReason, waitForStart } from './launch/start.js';
+import { openStdio, type StdioSpec } from './launch/stdio.js';
 import { createAuditSink, logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
 import { addon, HELPER_ARGV0, helperPath } from './native.js';
-import { packageRoot } from './paths.js';
-import { EGRESS_PORT, INFERENCE_PORT } from './policy/addresses.js';
-import { expandHome, inspectHostPaths } from './host/path-facts.js';
-import { PATH_CANDIDATES } from './plan/env.js';
-import { GENERATED_ETC, type ProtectedPath } from './plan/mounts.js';
-import { buildPlan, type LaunchPlan } from './plan/plan.js';
-import { oomKills, prepareCgroup } from './launch/cgroup.js';
-import type { LoadedProfile } from './profile/load.js';
+import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal } from './plan/mode.js';
+import type { LaunchPlan } from './plan/plan.js';
 import { loadProfileCached } from './profile/cached.js';
-import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
-import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
-import { failureToError, refusalReason, waitForStart } from './launch/start.js';
-import { listenInPlace } from './launch/in-place.js';
-import { publishPorts } from './launch/publish.js';
-import { openStdio, type StdioSpec } from './launch/stdio.js';
-import { inPlaceDirChoice, prepareInPlaceDir, prepareSandboxDir } from './launch/sandbox-dir.js';
-import { compileSeccompCached, precompileSeccomp, seccompFor } from './launch/seccomp-cache.js';
+import type { LoadedProfile } from './profile/load.js';
 import type { Profile } from './profile/schema.js';
 import { InitChannel } from './services/channel.js';
 import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
@@ -51,19 +45,12 @@ export interface LaunchOptions extends ServiceOptions {
   auditLog?: string;
 }
 
-let counter = 0;
-
 /** Steps 1–3 only: what `launch` would do, with no side effects (`--dry-run`). */
 export async function planLaunch(options: LaunchOptions & { host?: HostFacts; refused?: NamespacesRefusal }): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts }> {
   const loaded = await loadProfileCached(loadOptions(options));
   const host = options.host ?? probeForMode(loaded.profile);
-  if (chooseMode(loaded.profile, host, options.refused ?? namespacesRefused).mode === 'in-place') return { ...(await dryRunInPlace(options, loaded, host, options.refused)), loaded, host };
-  await precompileSeccomp(loaded.profile.seccomp, host);
-  const name = sandboxName(options, loaded.profile);
-  const sandboxDir = loaded.profile.filesystem.sandboxDir
-    ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
-    : { host: '<temporary directory>', ephemeral: true };
-  const plan = plan3(options, loaded, host, name, sandboxDir, 0, protectedPaths(loaded, options, sandboxDir));
+  const decision = chooseMode(loaded.profile, host, options.refused ?? namespacesRefused);
+  const plan = decision.mode === 'in-place' ? await dryRunInPlace(options, loaded, host, decision) : await dryRunNamespaces(options, loaded, host);
   return { plan, loaded, host };
 }
 
@@ -174,7 +161,8 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     await audit?.close();
   };
   try {
-    const built = decision.mode === 'in-place' ? planInPlace(options, loaded, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, loaded, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
+    const at = { options, loaded, host, name, sandboxDir, supervisorPid: process.pid };
+    const built = decision.mode === 'in-place' ? planInPlace(at, decision, identity, listeners!.ports) : planNamespaces(at);
     // The cgroup is the one part of the plan made before the sandbox; when it cannot be, the plan
     // says what the launch becomes (degradeCgroup): refused, or without it.
     const plan = prepareCgroup(built, cleanups);
@@ -276,134 +264,6 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
 }
 
 const osSignals = osConstants.signals as Record<string, number>;
-
-function loadOptions(options: LaunchOptions) {
-  return {
-    ...(options.profile !== undefined ? { profile: options.profile } : {}),
-    ...(options.overrides ? { overrides: options.overrides } : {}),
-    ...(options.fieldLabels ? { fieldLabels: options.fieldLabels } : {}),
-    ...(options.cwd ? { cwd: options.cwd } : {}),
-  };
-}
-
-function sandboxName(options: LaunchOptions, profile: Profile): string {
-  return options.name ?? profile.name ?? `clawjail-${process.pid}-${++counter}`;
-}
-
-/**
- * Host paths a read-write bind must not contain: the sandbox's own directory, the profile files
- * (its policy), the audit log, and clawjail itself (the helper a root supervisor executes).
- */
-function protectedPaths(loaded: LoadedProfile, options: LaunchOptions, sandboxDir: { host: string; ephemeral: boolean }): ProtectedPath[] {
-  const log = options.auditLog ?? loaded.profile.network.auditLog;
-  const paths: ProtectedPath[] = [
-    { path: packageRoot, what: 'clawjail installation' },
-    ...loaded.sources.map((path) => ({ path, what: 'profile' as const })),
-    ...(log ? [{ path: expandHome(log), what: 'audit log' as const }] : []),
-    ...(sandboxDir.host.startsWith('/') ? [{ path: sandboxDir.host, what: 'sandbox directory' as const }] : []),
-  ];
-  return paths.map((p) => {
-    try {
-      return { ...p, path: realpathSync(p.path) };
-    } catch {
-      return p;
-    }
-  });
-}
-
-/** The host path of the terminal on stdin (a pts or tty device), for --tty. */
-function terminalPath(): { terminal?: string } {
-  try {
-    const p = readlinkSync('/proc/self/fd/0');
-    return /^\/dev\/(pts\/\d+|tty[A-Za-z0-9]*)$/.test(p) ? { terminal: p } : {};
-  } catch {
-    return {};
-  }
-}
-
-function plan3(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number, protect: ProtectedPath[]): LaunchPlan {
-  const profile = loaded.profile;
-  if (options.command.length === 0 || !options.command[0]) {
-    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
-  }
-  const expand = (p: string) => expandHome(p);
-  const paths = new Set<string>([...profile.filesystem.system, ...GENERATED_ETC, ...PATH_CANDIDATES]);
-  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
-  return buildPlan({
-    profile,
-    host,
-    pathFacts: inspectHostPaths(paths),
-    command: options.command,
-    name,
-    supervisorPid: pid,
-    sandboxDir,
-    protectedPaths: protect,
-    ...(profile.process.tty ? terminalPath() : {}),
-    hostEnv: options.env ?? process.env,
-    expand,
-    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
-    compileSeccomp: compileSeccompCached,
-    ...serviceInputs(options, loaded),
-  });
-}
-
-/** What the plan's service sections take besides the profile: the audit log option, the profile file. */
-function serviceInputs(options: LaunchOptions, loaded: LoadedProfile): { auditLog?: string; profileFile?: string } {
-  return { ...(options.auditLog !== undefined ? { auditLog: options.auditLog } : {}), ...(loaded.file !== undefined ? { profileFile: loaded.file } : {}) };
-}
-
-/** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
-function planInPlace(
-  options: LaunchOptions,
-  loaded: LoadedProfile,
-  host: HostFacts,
-  name: string,
-  sandboxDir: { host: string; ephemeral: boolean },
-  pid: number,
-  decision: ModeDecision,
-  identity: WorkloadIdentity,
-  ports: InPlacePorts,
-): LaunchPlan {
-  const profile = loaded.profile;
-  if (options.command.length === 0 || !options.command[0]) {
-    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
-  }
-  const expand = (p: string) => expandHome(p);
-  const paths = new Set<string>([...profile.filesystem.system, ...PATH_CANDIDATES, ...IN_PLACE_PATHS]);
-  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
-  return buildInPlacePlan({
-    profile,
-    host,
-    pathFacts: inspectHostPaths(paths),
-    command: options.command,
-    name,
-    supervisorPid: pid,
-    sandboxDir,
-    hostEnv: options.env ?? process.env,
-    expand,
-    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
-    compileSeccomp: compileSeccompCached,
-    decision,
-    identity,
-    ports,
-    ...serviceInputs(options, loaded),
-  });
-}
-
-/** planLaunch in in-place mode: nothing is created; the ports are the namespaces-mode numbers. */
-async function dryRunInPlace(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, refused: NamespacesRefusal | undefined): Promise<{ plan: LaunchPlan }> {
-  const profile = loaded.profile;
-  const decision = chooseMode(profile, host, refused ?? namespacesRefused);
-  await precompileSeccomp(inPlaceSeccomp(profile.seccomp), host);
-  const identity = chooseIdentity(profile, host, 'in-place');
-  const given = inPlaceDirChoice(profile);
-  const sandboxDir = given ? { host: expandHome(given), ephemeral: false } : { host: '<temporary directory>', ephemeral: true };
-  const ports: InPlacePorts = {
-    ...(profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
-    ...(profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
-  };
-  return { plan: planInPlace(options, loaded, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
-}
 
 export type { AuditEvent, AuditSink, StdioSpec };
 export { refusalReason };
