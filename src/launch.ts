@@ -11,6 +11,7 @@ import { prepareInPlaceDir, prepareSandboxDir } from './launch/sandbox-dir.js';
 import { precompileSeccomp, seccompFor } from './launch/seccomp-cache.js';
 import { failureToError, refusalReason, waitForStart } from './launch/start.js';
 import { openStdio, type StdioSpec } from './launch/stdio.js';
+import { tearDown, type Cleanup } from './launch/teardown.js';
 import { createAuditSink, logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
 import { addon, HELPER_ARGV0, helperPath } from './native.js';
 import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal } from './plan/mode.js';
@@ -142,24 +143,14 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
   const identity = chooseIdentity(profile, host, decision.mode);
   const name = sandboxName(options, profile);
   const sandboxDir = decision.mode === 'in-place' ? prepareInPlaceDir(profile, identity) : prepareSandboxDir(profile, host, name, log);
-  const cleanups: (() => void | Promise<void>)[] = [];
+  const cleanups: Cleanup[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
   const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
   let services: RunningServices | undefined;
   const early: AuditEvent[] = [];
   let audit: AuditSink | undefined;
   let sandbox: Sandbox | undefined;
-  const teardown = async () => {
-    await services?.close().catch((e: unknown) => log.warn({ err: e }, 'closing services failed'));
-    for (const c of cleanups.reverse()) {
-      try {
-        await c();
-      } catch (e) {
-        log.warn({ err: e }, 'cleanup step failed');
-      }
-    }
-    await audit?.close();
-  };
+  const teardown = () => tearDown(log, services, cleanups, audit);
   try {
     const at = { options, loaded, host, name, sandboxDir, supervisorPid: process.pid };
     const built = decision.mode === 'in-place' ? planInPlace(at, decision, identity, listeners!.ports) : planNamespaces(at);

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { degradeCgroup } from '../plan/cgroup.js';
 import type { LaunchPlan } from '../plan/plan.js';
+import type { Cleanup } from './teardown.js';
 
 /** oom_kill count from the sandbox cgroup's memory.events (0 when absent). */
 export function oomKills(dir: string): number {
@@ -20,7 +21,7 @@ export function oomKills(dir: string): number {
  * leaf of its own (`supervisor/`) and then enables the controllers — as container runtimes do.
  * Returns the plan to launch with: the same one, or, when this fails, what degradeCgroup decides.
  */
-export function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[]): LaunchPlan {
+export function prepareCgroup(plan: LaunchPlan, cleanups: Cleanup[]): LaunchPlan {
   if (!plan.cgroup) return plan;
   const { dir, settings } = plan.cgroup;
   const parent = posix.dirname(dir);

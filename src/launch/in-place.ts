@@ -2,12 +2,13 @@ import { ClawjailError } from '../errors.js';
 import { addon } from '../native.js';
 import type { InPlacePorts } from '../plan/in-place.js';
 import type { Profile } from '../profile/schema.js';
+import type { Cleanup } from './teardown.js';
 
 /**
  * In-place mode: the egress proxy and the inference router listen on the container's loopback, at
  * ports the kernel picks, before the plan names them. `take()` hands the fds to the services.
  */
-export function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[]): { ports: InPlacePorts; names: string[]; take(): number[] } {
+export function listenInPlace(profile: Profile, cleanups: Cleanup[]): { ports: InPlacePorts; names: string[]; take(): number[] } {
   const wanted: ('egress' | 'inference')[] = [];
   if (profile.network.mode === 'proxy') wanted.push('egress');
   if (profile.inference.routes.length > 0) wanted.push('inference');

@@ -2,13 +2,14 @@ import net from 'node:net';
 import { ClawjailError } from '../errors.js';
 import type { LaunchPlan } from '../plan/plan.js';
 import type { InitChannel } from '../services/channel.js';
+import type { Cleanup } from './teardown.js';
 
 /**
  * Listens on each published host port; a client's connection is joined to a connection init makes
  * inside the sandbox on request (the channel), so nothing of the sandbox's netns is exposed but
  * that port. Returns the bound ports (hostPort is the kernel's choice when 0 was asked).
  */
-export async function publishPorts(plan: LaunchPlan, channel: InitChannel, cleanups: (() => void | Promise<void>)[]) {
+export async function publishPorts(plan: LaunchPlan, channel: InitChannel, cleanups: Cleanup[]) {
   const out: { hostAddress: string; hostPort: number; port: number }[] = [];
   for (const p of plan.publish) {
     const server = net.createServer((client) => {
