@@ -3,6 +3,7 @@ import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import { ClawjailError } from './errors.js';
 import { probeHost, type HostFacts } from './host/probe.js';
+import { openAudit } from './launch/audit.js';
 import { oomKills, prepareCgroup } from './launch/cgroup.js';
 import { listenInPlace } from './launch/in-place.js';
 import { dryRunInPlace, dryRunNamespaces, loadOptions, planInPlace, planNamespaces, sandboxName } from './launch/plans.js';
@@ -12,7 +13,7 @@ import { precompileSeccomp, seccompFor } from './launch/seccomp-cache.js';
 import { failureToError, refusalReason, waitForStart } from './launch/start.js';
 import { openStdio, type StdioSpec } from './launch/stdio.js';
 import { tearDown, type Cleanup } from './launch/teardown.js';
-import { createAuditSink, logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
+import { logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
 import { addon, HELPER_ARGV0, helperPath } from './native.js';
 import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal } from './plan/mode.js';
 import type { LaunchPlan } from './plan/plan.js';
@@ -147,9 +148,7 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
   const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
   let services: RunningServices | undefined;
-  const early: AuditEvent[] = [];
   let audit: AuditSink | undefined;
-  let sandbox: Sandbox | undefined;
   const teardown = () => tearDown(log, services, cleanups, audit);
   try {
     const at = { options, loaded, host, name, sandboxDir, supervisorPid: process.pid };
@@ -158,15 +157,9 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     // says what the launch becomes (degradeCgroup): refused, or without it.
     const plan = prepareCgroup(built, cleanups);
     for (const w of plan.warnings) log.warn({ sandbox: name }, w);
-    const sink = (audit = createAuditSink({
-      log,
-      ...(plan.egress.auditLog ? { file: plan.egress.auditLog } : {}),
-      listener: (e) => (sandbox ? sandbox.emitAudit(e) : early.push(e)),
-    }));
-    if (host.isRoot) {
-      const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
-      if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
-    }
+    const { sink, attach: attachAudit } = openAudit(plan, log);
+    audit = sink;
+    if (host.isRoot) warnSharedHostUid(plan, name, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
     sink.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
     // 4. services (they read the plan; they serve init's sockets once it hands them over)
@@ -235,23 +228,28 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
       throw failureToError(started.failure, options.command, plan);
     }
     // 9. supervise
-    sandbox = new Sandbox({ plan, pid, kill, stdio: stdio.parentStreams, channel, exited, published });
-    sandbox.replayAudit(early.splice(0));
-    const handle = sandbox;
-    live.add(handle);
-    void exited.then(() => live.delete(handle));
+    const sandbox = new Sandbox({ plan, pid, kill, stdio: stdio.parentStreams, channel, exited, published });
+    attachAudit(sandbox);
+    live.add(sandbox);
+    void exited.then(() => live.delete(sandbox));
     exited.then(async (st) => {
       if (st.oomKilled) log.warn({ sandbox: name }, `the kernel's OOM killer killed a process in the sandbox (memory.max=${plan.cgroup?.settings['memory.max']})`);
       sink.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });
       // 10. teardown, in reverse order
       await teardown();
-      handle.emit('exit', st);
+      sandbox.emit('exit', st);
     });
     return sandbox;
   } catch (e) {
     await teardown();
     throw e;
   }
+}
+
+/** A root supervisor's sandboxes should not share a host uid (one tenant could reach another's files): say so. */
+function warnSharedHostUid(plan: LaunchPlan, name: string, log: Logger): void {
+  const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
+  if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
 }
 
 const osSignals = osConstants.signals as Record<string, number>;
