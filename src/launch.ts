@@ -1,10 +1,10 @@
 import { rmSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import { ClawjailError } from './errors.js';
 import { probeHost, type HostFacts } from './host/probe.js';
 import { openAudit } from './launch/audit.js';
-import { oomKills, prepareCgroup } from './launch/cgroup.js';
+import { prepareCgroup } from './launch/cgroup.js';
+import { openChannel, startHelper } from './launch/helper.js';
 import { listenInPlace } from './launch/in-place.js';
 import { dryRunInPlace, dryRunNamespaces, loadOptions, planInPlace, planNamespaces, sandboxName } from './launch/plans.js';
 import { publishPorts } from './launch/publish.js';
@@ -14,13 +14,12 @@ import { failureToError, refusalReason, waitForStart } from './launch/start.js';
 import { openStdio, type StdioSpec } from './launch/stdio.js';
 import { tearDown, type Cleanup } from './launch/teardown.js';
 import { logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
-import { addon, HELPER_ARGV0, helperPath } from './native.js';
+import { addon } from './native.js';
 import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal } from './plan/mode.js';
 import type { LaunchPlan } from './plan/plan.js';
 import { loadProfileCached } from './profile/cached.js';
 import type { LoadedProfile } from './profile/load.js';
 import type { Profile } from './profile/schema.js';
-import { InitChannel } from './services/channel.js';
 import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
 import { Sandbox, type ExitStatus } from './sandbox.js';
 import { createTurnQueue } from './turns.js';
@@ -167,72 +166,31 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     // In-place, the supervisor's own loopback sockets are the services' (there is no init to make them).
     if (listeners?.names.length) await services.serve(listeners.names, listeners.take());
     // 5. the helper: clean environment, plan on fd 3, channel on fd 4
-    const [ours, theirs] = addon().socketpair();
-    const channel = new InitChannel(ours);
-    cleanups.push(() => channel.close());
+    const { channel, theirs } = openChannel(cleanups);
     // Published host ports listen before the workload exists: a client that connects once the
     // workload says it is serving never finds the host side missing. A connection that comes
     // earlier waits on the channel until init answers it.
-    let published: Awaited<ReturnType<typeof publishPorts>>;
-    try {
-      published = await publishPorts(plan, channel, cleanups);
-    } catch (e) {
+    const published = await publishPorts(plan, channel, cleanups).catch((e: unknown) => {
       addon().closeFd(theirs);
       throw e;
-    }
+    });
     const stdio = openStdio(options.stdio);
     cleanups.push(() => stdio.closeParentEnds());
-    const planFd = addon().planPipe(Buffer.from(JSON.stringify(plan.native)));
-    let spawned: { pid: number; pidfd: number };
-    try {
-      // Without a terminal to share, the helper gets its own session: keyboard signals then reach
-      // only the supervisor, which forwards them once.
-      spawned = addon().spawnHelper({ path: helperPath(), argv0: HELPER_ARGV0, fds: [...stdio.childFds, planFd, theirs], setsid: !profile.process.tty });
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot start clawjail-init (${helperPath()}): ${err.message}`, {
-        hint: 'run `npm run build:native` in the clawjail package',
-        ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
-        cause: e,
-      });
-    } finally {
-      addon().closeFd(planFd);
-      addon().closeFd(theirs);
-      stdio.closeChildEnds();
-      endTurn();
-    }
-    const pid = spawned.pid;
-    let alive = true;
-    const kill = (signal: NodeJS.Signals | number): boolean => {
-      if (!alive) return false;
-      try {
-        process.kill(pid, signal);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    const exited = new Promise<ExitStatus>((resolve) => {
-      addon().watchExit(pid, spawned.pidfd, (code, signum) => {
-        alive = false;
-        const signal = signum === null ? null : ((Object.entries(osSignals).find(([, n]) => n === signum)?.[0] ?? null) as NodeJS.Signals | null);
-        const status = code ?? 128 + (signum ?? 0);
-        const oom = plan.cgroup ? oomKills(plan.cgroup.dir) : 0;
-        resolve({ code, signal, status, ...(oom > 0 ? { oomKilled: true } : {}) });
-      });
-    });
+    // Without a terminal to share, the helper gets its own session: keyboard signals then reach
+    // only the supervisor, which forwards them once.
+    const helper = startHelper(plan, { stdio, channelFd: theirs, setsid: !profile.process.tty, endTurn });
     // 6–8. wait for the sandbox to come up
-    const started = await waitForStart(channel, kill, exited, services);
+    const started = await waitForStart(channel, helper.kill, helper.exited, services);
     if (!started.ok) {
-      await exited;
+      await helper.exited;
       throw failureToError(started.failure, options.command, plan);
     }
     // 9. supervise
-    const sandbox = new Sandbox({ plan, pid, kill, stdio: stdio.parentStreams, channel, exited, published });
+    const sandbox = new Sandbox({ plan, pid: helper.pid, kill: helper.kill, stdio: stdio.parentStreams, channel, exited: helper.exited, published });
     attachAudit(sandbox);
     live.add(sandbox);
-    void exited.then(() => live.delete(sandbox));
-    exited.then(async (st) => {
+    void helper.exited.then(() => live.delete(sandbox));
+    helper.exited.then(async (st) => {
       if (st.oomKilled) log.warn({ sandbox: name }, `the kernel's OOM killer killed a process in the sandbox (memory.max=${plan.cgroup?.settings['memory.max']})`);
       sink.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });
       // 10. teardown, in reverse order
@@ -251,8 +209,6 @@ function warnSharedHostUid(plan: LaunchPlan, name: string, log: Logger): void {
   const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
   if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
 }
-
-const osSignals = osConstants.signals as Record<string, number>;
 
 export type { AuditEvent, AuditSink, StdioSpec };
 export { refusalReason };

@@ -39,3 +39,5 @@ export function openStdio(spec: StdioSpec | [StdioSpec, StdioSpec, StdioSpec] | 
     closeParentEnds: (): void => void streams[0]?.destroy(),
   };
 }
+
+export type Stdio = ReturnType<typeof openStdio>;
