@@ -10,7 +10,7 @@ import { dryRunInPlace, dryRunNamespaces, loadOptions, planInPlace, planNamespac
 import { publishPorts } from './launch/publish.js';
 import { prepareInPlaceDir, prepareSandboxDir } from './launch/sandbox-dir.js';
 import { precompileSeccomp, seccompFor } from './launch/seccomp-cache.js';
-import { failureToError, refusalReason, waitForStart } from './launch/start.js';
+import { refusalReason, untilStarted } from './launch/start.js';
 import { openStdio, type StdioSpec } from './launch/stdio.js';
 import { tearDown, type Cleanup } from './launch/teardown.js';
 import { logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
@@ -24,6 +24,19 @@ import { prepareServices, type RunningServices, type ServiceOptions } from './se
 import { Sandbox, type ExitStatus } from './sandbox.js';
 import { createTurnQueue } from './turns.js';
 
+/**
+ * The launch sequence of DESIGN.md, one step after another; each step calls the module that owns it
+ * (src/launch/ holds the supervisor's side of the steps):
+ *   1. profile            loadProfileCached                                   launchInTurn
+ *   2. host facts, mode   probeForMode, chooseMode; auto → in-place when the environment refuses
+ *   3. plan               sandbox dir, in-place listeners, planNamespaces | planInPlace, cgroup
+ *                                                                             launchIn
+ *   4. services           prepareServices
+ *   5. helper             channel, published ports, stdio, startHelper
+ *   6–8. start            untilStarted (init's setup failures become ClawjailErrors)
+ *   9. supervise          the Sandbox handle, audit events, exit
+ *   10. teardown          tearDown, in reverse order
+ */
 export interface LaunchOptions extends ServiceOptions {
   /** Built-in profile name, profile file, or a raw profile object. Default: "default". */
   profile?: string | Record<string, unknown>;
@@ -135,6 +148,10 @@ function probeForMode(profile: Profile): HostFacts {
   return host.container.inContainer || host.seccomp.alreadyFiltered || host.idMap ? probeHost({ checkUserns: true }) : host;
 }
 
+/**
+ * Steps 3–10 in the chosen mode. Everything a step makes is undone at teardown: when the sandbox
+ * exits, or at once when a later step fails.
+ */
 async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: HostFacts, options: LaunchOptions, log: Logger, endTurn: () => void): Promise<Sandbox> {
   const profile = loaded.profile;
   await precompileSeccomp(seccompFor(profile, decision.mode), host);
@@ -180,11 +197,7 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     // only the supervisor, which forwards them once.
     const helper = startHelper(plan, { stdio, channelFd: theirs, setsid: !profile.process.tty, endTurn });
     // 6–8. wait for the sandbox to come up
-    const started = await waitForStart(channel, helper.kill, helper.exited, services);
-    if (!started.ok) {
-      await helper.exited;
-      throw failureToError(started.failure, options.command, plan);
-    }
+    await untilStarted(channel, helper, services, options.command, plan);
     // 9. supervise
     const sandbox = new Sandbox({ plan, pid: helper.pid, kill: helper.kill, stdio: stdio.parentStreams, channel, exited: helper.exited, published });
     attachAudit(sandbox);

@@ -7,14 +7,27 @@ import type { LaunchPlan } from '../plan/plan.js';
 import { MALFORMED_RECORD_STEP, type InitChannel, type SetupFailure } from '../services/channel.js';
 import type { RunningServices } from '../services/start.js';
 import type { ExitStatus } from '../sandbox.js';
+import type { Helper } from './helper.js';
 
 type StartResult = { ok: true } | { ok: false; failure: SetupFailure | { step: 'exit'; code: number | null; signal: string | null } };
+
+/**
+ * Steps 6–8: resolves once the workload runs. Otherwise waits until the helper is gone, then throws
+ * what stopped the start.
+ */
+export async function untilStarted(channel: InitChannel, helper: Helper, services: RunningServices, command: string[], plan: LaunchPlan): Promise<void> {
+  const started = await waitForStart(channel, helper.kill, helper.exited, services);
+  if (!started.ok) {
+    await helper.exited;
+    throw failureToError(started.failure, command, plan);
+  }
+}
 
 /**
  * Steps 6–8 seen from the supervisor: init hands over the service sockets, then "ready" (the
  * workload's execve succeeded) — or a setup failure, or the helper's death, ends the wait.
  */
-export function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean, exited: Promise<ExitStatus>, services: RunningServices): Promise<StartResult> {
+function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean, exited: Promise<ExitStatus>, services: RunningServices): Promise<StartResult> {
   return new Promise((resolve) => {
     let failure: SetupFailure | undefined;
     let serving: Promise<void> = Promise.resolve();
@@ -67,7 +80,7 @@ const STEP_HINTS: [RegExp, (f: SetupFailure) => string][] = [
 ];
 
 /** A failed start as the error launch() rejects with: code, errno, step, path and a hint. */
-export function failureToError(f: SetupFailure | { step: 'exit'; code: number | null; signal: string | null }, command: string[], plan: LaunchPlan): ClawjailError {
+function failureToError(f: SetupFailure | { step: 'exit'; code: number | null; signal: string | null }, command: string[], plan: LaunchPlan): ClawjailError {
   if (f.step === 'exit') {
     const how = 'code' in f && f.signal ? `was killed by ${f.signal}` : `exited with code ${'code' in f ? f.code : '?'}`;
     return new ClawjailError('ERR_CLAWJAIL_SETUP', `the sandbox ${how} before the command started`, { hint: 'run with --log-level debug; if it was killed from outside, nothing is wrong with clawjail', step: 'exit' });
