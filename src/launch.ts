@@ -1,31 +1,42 @@
-import { chownSync, closeSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { constants as osConstants, tmpdir } from 'node:os';
-import net from 'node:net';
-import { join, posix } from 'node:path';
+import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { errnoName, errnoText } from './errno.js';
 import { ClawjailError } from './errors.js';
-import { explainUsernsFailure, probeHost, type HostFacts } from './host/probe.js';
-import { createAuditSink, logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
-import { addon, HELPER_ARGV0, helperPath } from './native.js';
-import { packageRoot } from './paths.js';
-import { EGRESS_PORT, INFERENCE_PORT } from './policy/addresses.js';
-import { expandHome, inspectHostPath, inspectHostPaths } from './host/path-facts.js';
-import { PATH_CANDIDATES } from './plan/env.js';
-import { GENERATED_ETC, type ProtectedPath } from './plan/mounts.js';
-import { buildPlan, type LaunchPlan } from './plan/plan.js';
-import { degradeCgroup } from './plan/cgroup.js';
-import type { LoadedProfile } from './profile/load.js';
+import { probeHost, type HostFacts } from './host/probe.js';
+import { openAudit } from './launch/audit.js';
+import { prepareCgroup } from './launch/cgroup.js';
+import { openChannel, startHelper } from './launch/helper.js';
+import { listenInPlace } from './launch/in-place.js';
+import { dryRunInPlace, dryRunNamespaces, loadOptions, planInPlace, planNamespaces, sandboxName } from './launch/plans.js';
+import { publishPorts } from './launch/publish.js';
+import { prepareInPlaceDir, prepareSandboxDir } from './launch/sandbox-dir.js';
+import { precompileSeccomp, seccompFor } from './launch/seccomp-cache.js';
+import { refusalReason, untilStarted } from './launch/start.js';
+import { openStdio, type StdioSpec } from './launch/stdio.js';
+import { tearDown, type Cleanup } from './launch/teardown.js';
+import { logger as rootLogger, type AuditEvent, type AuditSink } from './log.js';
+import { addon } from './native.js';
+import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal } from './plan/mode.js';
+import type { LaunchPlan } from './plan/plan.js';
 import { loadProfileCached } from './profile/cached.js';
-import { cacheGet, cachePut } from './cache.js';
-import { chooseIdentity, chooseMode, isNamespacesRefusal, type ModeDecision, type NamespacesRefusal, type WorkloadIdentity } from './plan/mode.js';
-import { buildInPlacePlan, IN_PLACE_PATHS, inPlaceSeccomp, type InPlacePorts } from './plan/in-place.js';
+import type { LoadedProfile } from './profile/load.js';
 import type { Profile } from './profile/schema.js';
-import { InitChannel, MALFORMED_RECORD_STEP, type SetupFailure } from './services/channel.js';
 import { prepareServices, type RunningServices, type ServiceOptions } from './services/start.js';
 import { Sandbox, type ExitStatus } from './sandbox.js';
 import { createTurnQueue } from './turns.js';
 
+/**
+ * The launch sequence of DESIGN.md, one step after another; each step calls the module that owns it
+ * (src/launch/ holds the supervisor's side of the steps):
+ *   1. profile            loadProfileCached                                   launchInTurn
+ *   2. host facts, mode   probeForMode, chooseMode; auto → in-place when the environment refuses
+ *   3. plan               sandbox dir, in-place listeners, planNamespaces | planInPlace, cgroup
+ *                                                                             launchIn
+ *   4. services           prepareServices
+ *   5. helper             channel, published ports, stdio, startHelper
+ *   6–8. start            untilStarted (init's setup failures become ClawjailErrors)
+ *   9. supervise          the Sandbox handle, audit events, exit
+ *   10. teardown          tearDown, in reverse order
+ */
 export interface LaunchOptions extends ServiceOptions {
   /** Built-in profile name, profile file, or a raw profile object. Default: "default". */
   profile?: string | Record<string, unknown>;
@@ -48,21 +59,12 @@ export interface LaunchOptions extends ServiceOptions {
   auditLog?: string;
 }
 
-export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
-
-let counter = 0;
-
 /** Steps 1–3 only: what `launch` would do, with no side effects (`--dry-run`). */
 export async function planLaunch(options: LaunchOptions & { host?: HostFacts; refused?: NamespacesRefusal }): Promise<{ plan: LaunchPlan; loaded: LoadedProfile; host: HostFacts }> {
   const loaded = await loadProfileCached(loadOptions(options));
   const host = options.host ?? probeForMode(loaded.profile);
-  if (chooseMode(loaded.profile, host, options.refused ?? namespacesRefused).mode === 'in-place') return { ...(await dryRunInPlace(options, loaded, host, options.refused)), loaded, host };
-  await precompileSeccomp(loaded.profile.seccomp, host);
-  const name = sandboxName(options, loaded.profile);
-  const sandboxDir = loaded.profile.filesystem.sandboxDir
-    ? { host: expandHome(loaded.profile.filesystem.sandboxDir), ephemeral: false }
-    : { host: '<temporary directory>', ephemeral: true };
-  const plan = plan3(options, loaded, host, name, sandboxDir, 0, protectedPaths(loaded, options, sandboxDir));
+  const decision = chooseMode(loaded.profile, host, options.refused ?? namespacesRefused);
+  const plan = decision.mode === 'in-place' ? await dryRunInPlace(options, loaded, host, decision) : await dryRunNamespaces(options, loaded, host);
   return { plan, loaded, host };
 }
 
@@ -71,10 +73,6 @@ export async function planLaunch(options: LaunchOptions & { host?: HostFacts; re
  * later `auto` launches go in-place directly instead of trying again.
  */
 let namespacesRefused: NamespacesRefusal | undefined;
-
-function seccompFor(profile: Profile, mode: ModeDecision['mode']): Profile['seccomp'] {
-  return mode === 'in-place' ? inPlaceSeccomp(profile.seccomp) : profile.seccomp;
-}
 
 /**
  * Runs a command in a new sandbox. Resolves once the workload has started (its execve
@@ -150,13 +148,10 @@ function probeForMode(profile: Profile): HostFacts {
   return host.container.inContainer || host.seccomp.alreadyFiltered || host.idMap ? probeHost({ checkUserns: true }) : host;
 }
 
-/** Why the environment refused a namespaces step, in words, for the warning and the report. */
-export function refusalReason(step: string, errno: number, host: HostFacts): string {
-  if (step === 'namespaces.clone') return explainUsernsFailure(errno, host.container.inContainer, host.seccomp.alreadyFiltered);
-  const hint = STEP_HINTS.find(([re]) => re.test(step))?.[1]({ step, errno, path: '', detail: '' });
-  return `${errnoName(errno)} at ${step}${hint ? `: ${hint}` : ''}`;
-}
-
+/**
+ * Steps 3–10 in the chosen mode. Everything a step makes is undone at teardown: when the sandbox
+ * exits, or at once when a later step fails.
+ */
 async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: HostFacts, options: LaunchOptions, log: Logger, endTurn: () => void): Promise<Sandbox> {
   const profile = loaded.profile;
   await precompileSeccomp(seccompFor(profile, decision.mode), host);
@@ -165,39 +160,22 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
   const identity = chooseIdentity(profile, host, decision.mode);
   const name = sandboxName(options, profile);
   const sandboxDir = decision.mode === 'in-place' ? prepareInPlaceDir(profile, identity) : prepareSandboxDir(profile, host, name, log);
-  const cleanups: (() => void | Promise<void>)[] = [];
+  const cleanups: Cleanup[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
   const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
   let services: RunningServices | undefined;
-  const early: AuditEvent[] = [];
   let audit: AuditSink | undefined;
-  let sandbox: Sandbox | undefined;
-  const teardown = async () => {
-    await services?.close().catch((e: unknown) => log.warn({ err: e }, 'closing services failed'));
-    for (const c of cleanups.reverse()) {
-      try {
-        await c();
-      } catch (e) {
-        log.warn({ err: e }, 'cleanup step failed');
-      }
-    }
-    await audit?.close();
-  };
+  const teardown = () => tearDown(log, services, cleanups, audit);
   try {
-    const built = decision.mode === 'in-place' ? planInPlace(options, loaded, host, name, sandboxDir, process.pid, decision, identity, listeners!.ports) : plan3(options, loaded, host, name, sandboxDir, process.pid, protectedPaths(loaded, options, sandboxDir));
+    const at = { options, loaded, host, name, sandboxDir, supervisorPid: process.pid };
+    const built = decision.mode === 'in-place' ? planInPlace(at, decision, identity, listeners!.ports) : planNamespaces(at);
     // The cgroup is the one part of the plan made before the sandbox; when it cannot be, the plan
     // says what the launch becomes (degradeCgroup): refused, or without it.
     const plan = prepareCgroup(built, cleanups);
     for (const w of plan.warnings) log.warn({ sandbox: name }, w);
-    const sink = (audit = createAuditSink({
-      log,
-      ...(plan.egress.auditLog ? { file: plan.egress.auditLog } : {}),
-      listener: (e) => (sandbox ? sandbox.emitAudit(e) : early.push(e)),
-    }));
-    if (host.isRoot) {
-      const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
-      if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
-    }
+    const { sink, attach: attachAudit } = openAudit(plan, log);
+    audit = sink;
+    if (host.isRoot) warnSharedHostUid(plan, name, log);
     log.info({ sandbox: name, report: plan.report.layers }, 'enforcement report');
     sink.emit({ kind: 'launch', sandbox: name, command: options.command, layers: plan.report.layers.map((l) => `${l.layer}:${l.status}`) });
     // 4. services (they read the plan; they serve init's sockets once it hands them over)
@@ -205,78 +183,32 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
     // In-place, the supervisor's own loopback sockets are the services' (there is no init to make them).
     if (listeners?.names.length) await services.serve(listeners.names, listeners.take());
     // 5. the helper: clean environment, plan on fd 3, channel on fd 4
-    const [ours, theirs] = addon().socketpair();
-    const channel = new InitChannel(ours);
-    cleanups.push(() => channel.close());
+    const { channel, theirs } = openChannel(cleanups);
     // Published host ports listen before the workload exists: a client that connects once the
     // workload says it is serving never finds the host side missing. A connection that comes
     // earlier waits on the channel until init answers it.
-    let published: Awaited<ReturnType<typeof publishPorts>>;
-    try {
-      published = await publishPorts(plan, channel, cleanups);
-    } catch (e) {
+    const published = await publishPorts(plan, channel, cleanups).catch((e: unknown) => {
       addon().closeFd(theirs);
       throw e;
-    }
+    });
     const stdio = openStdio(options.stdio);
     cleanups.push(() => stdio.closeParentEnds());
-    const planFd = addon().planPipe(Buffer.from(JSON.stringify(plan.native)));
-    let spawned: { pid: number; pidfd: number };
-    try {
-      // Without a terminal to share, the helper gets its own session: keyboard signals then reach
-      // only the supervisor, which forwards them once.
-      spawned = addon().spawnHelper({ path: helperPath(), argv0: HELPER_ARGV0, fds: [...stdio.childFds, planFd, theirs], setsid: !profile.process.tty });
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      throw new ClawjailError('ERR_CLAWJAIL_NATIVE', `cannot start clawjail-init (${helperPath()}): ${err.message}`, {
-        hint: 'run `npm run build:native` in the clawjail package',
-        ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
-        cause: e,
-      });
-    } finally {
-      addon().closeFd(planFd);
-      addon().closeFd(theirs);
-      stdio.closeChildEnds();
-      endTurn();
-    }
-    const pid = spawned.pid;
-    let alive = true;
-    const kill = (signal: NodeJS.Signals | number): boolean => {
-      if (!alive) return false;
-      try {
-        process.kill(pid, signal);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    const exited = new Promise<ExitStatus>((resolve) => {
-      addon().watchExit(pid, spawned.pidfd, (code, signum) => {
-        alive = false;
-        const signal = signum === null ? null : ((Object.entries(osSignals).find(([, n]) => n === signum)?.[0] ?? null) as NodeJS.Signals | null);
-        const status = code ?? 128 + (signum ?? 0);
-        const oom = plan.cgroup ? oomKills(plan.cgroup.dir) : 0;
-        resolve({ code, signal, status, ...(oom > 0 ? { oomKilled: true } : {}) });
-      });
-    });
+    // Without a terminal to share, the helper gets its own session: keyboard signals then reach
+    // only the supervisor, which forwards them once.
+    const helper = startHelper(plan, { stdio, channelFd: theirs, setsid: !profile.process.tty, endTurn });
     // 6–8. wait for the sandbox to come up
-    const started = await waitForStart(channel, kill, exited, services);
-    if (!started.ok) {
-      await exited;
-      throw failureToError(started.failure, options.command, plan);
-    }
+    await untilStarted(channel, helper, services, options.command, plan);
     // 9. supervise
-    sandbox = new Sandbox({ plan, pid, kill, stdio: stdio.parentStreams, channel, exited, published });
-    sandbox.replayAudit(early.splice(0));
-    const handle = sandbox;
-    live.add(handle);
-    void exited.then(() => live.delete(handle));
-    exited.then(async (st) => {
+    const sandbox = new Sandbox({ plan, pid: helper.pid, kill: helper.kill, stdio: stdio.parentStreams, channel, exited: helper.exited, published });
+    attachAudit(sandbox);
+    live.add(sandbox);
+    void helper.exited.then(() => live.delete(sandbox));
+    helper.exited.then(async (st) => {
       if (st.oomKilled) log.warn({ sandbox: name }, `the kernel's OOM killer killed a process in the sandbox (memory.max=${plan.cgroup?.settings['memory.max']})`);
       sink.emit({ kind: 'exit', sandbox: name, code: st.code, signal: st.signal, ...(st.oomKilled ? { oomKilled: true } : {}) });
       // 10. teardown, in reverse order
       await teardown();
-      handle.emit('exit', st);
+      sandbox.emit('exit', st);
     });
     return sandbox;
   } catch (e) {
@@ -285,561 +217,12 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
   }
 }
 
-const osSignals = osConstants.signals as Record<string, number>;
-
-function loadOptions(options: LaunchOptions) {
-  return {
-    ...(options.profile !== undefined ? { profile: options.profile } : {}),
-    ...(options.overrides ? { overrides: options.overrides } : {}),
-    ...(options.fieldLabels ? { fieldLabels: options.fieldLabels } : {}),
-    ...(options.cwd ? { cwd: options.cwd } : {}),
-  };
+/** A root supervisor's sandboxes should not share a host uid (one tenant could reach another's files): say so. */
+function warnSharedHostUid(plan: LaunchPlan, name: string, log: Logger): void {
+  const sharing = [...live].find((sb) => sb.plan.native.identity.hostUid === plan.native.identity.hostUid);
+  if (sharing) log.warn({ sandbox: name }, `sandbox ${name} runs as host uid ${plan.native.identity.hostUid}, like the running sandbox ${sharing.name}: give each tenant its own identity.uid (createOrchestrator allocates them)`);
 }
 
-function sandboxName(options: LaunchOptions, profile: Profile): string {
-  return options.name ?? profile.name ?? `clawjail-${process.pid}-${++counter}`;
-}
-
-/**
- * Host paths a read-write bind must not contain: the sandbox's own directory, the profile files
- * (its policy), the audit log, and clawjail itself (the helper a root supervisor executes).
- */
-function protectedPaths(loaded: LoadedProfile, options: LaunchOptions, sandboxDir: { host: string; ephemeral: boolean }): ProtectedPath[] {
-  const log = options.auditLog ?? loaded.profile.network.auditLog;
-  const paths: ProtectedPath[] = [
-    { path: packageRoot, what: 'clawjail installation' },
-    ...loaded.sources.map((path) => ({ path, what: 'profile' as const })),
-    ...(log ? [{ path: expandHome(log), what: 'audit log' as const }] : []),
-    ...(sandboxDir.host.startsWith('/') ? [{ path: sandboxDir.host, what: 'sandbox directory' as const }] : []),
-  ];
-  return paths.map((p) => {
-    try {
-      return { ...p, path: realpathSync(p.path) };
-    } catch {
-      return p;
-    }
-  });
-}
-
-/** The host path of the terminal on stdin (a pts or tty device), for --tty. */
-function terminalPath(): { terminal?: string } {
-  try {
-    const p = readlinkSync('/proc/self/fd/0');
-    return /^\/dev\/(pts\/\d+|tty[A-Za-z0-9]*)$/.test(p) ? { terminal: p } : {};
-  } catch {
-    return {};
-  }
-}
-
-function plan3(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, name: string, sandboxDir: { host: string; ephemeral: boolean }, pid: number, protect: ProtectedPath[]): LaunchPlan {
-  const profile = loaded.profile;
-  if (options.command.length === 0 || !options.command[0]) {
-    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
-  }
-  const expand = (p: string) => expandHome(p);
-  const paths = new Set<string>([...profile.filesystem.system, ...GENERATED_ETC, ...PATH_CANDIDATES]);
-  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
-  return buildPlan({
-    profile,
-    host,
-    pathFacts: inspectHostPaths(paths),
-    command: options.command,
-    name,
-    supervisorPid: pid,
-    sandboxDir,
-    protectedPaths: protect,
-    ...(profile.process.tty ? terminalPath() : {}),
-    hostEnv: options.env ?? process.env,
-    expand,
-    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
-    compileSeccomp: compileSeccompCached,
-    ...serviceInputs(options, loaded),
-  });
-}
-
-/** What the plan's service sections take besides the profile: the audit log option, the profile file. */
-function serviceInputs(options: LaunchOptions, loaded: LoadedProfile): { auditLog?: string; profileFile?: string } {
-  return { ...(options.auditLog !== undefined ? { auditLog: options.auditLog } : {}), ...(loaded.file !== undefined ? { profileFile: loaded.file } : {}) };
-}
-
-type CompiledFilter = { program: Buffer; instructions: number; detail?: string };
-const seccompCache = new Map<string, CompiledFilter>();
-const seccompKey = (config: Profile['seccomp'], arch: string) => `${arch}\0${JSON.stringify(config)}`;
-
-/**
- * The filter depends only on the profile's seccomp section and the arch, so it is compiled once
- * (memory, then the on-disk cache) and the compiler is loaded only on a miss.
- */
-async function precompileSeccomp(config: Profile['seccomp'], host: HostFacts): Promise<void> {
-  if (config.mode === 'off') return;
-  const key = seccompKey(config, host.arch);
-  if (seccompCache.has(key)) return;
-  const disk = cacheGet<{ program: string; instructions: number; detail?: string }>('seccomp', key);
-  if (disk) {
-    seccompCache.set(key, { ...disk, program: Buffer.from(disk.program, 'base64') });
-    return;
-  }
-  const { compileSeccomp } = await import('./plan/seccomp/index.js');
-  const out = compileSeccomp(config, host.arch as 'x86_64');
-  const c = { program: out.program, instructions: out.instructions, detail: `${out.denied.length} calls denied outright, ${out.argumentChecked.length} argument-checked` };
-  if (seccompCache.size > 32) seccompCache.clear();
-  seccompCache.set(key, c);
-  cachePut('seccomp', key, { ...c, program: c.program.toString('base64') });
-}
-
-function compileSeccompCached(config: Profile['seccomp'], arch: string): CompiledFilter {
-  const c = seccompCache.get(seccompKey(config, arch));
-  if (!c) throw new ClawjailError('ERR_CLAWJAIL_PLAN', 'seccomp filter was not compiled before planning', { hint: 'this is a bug in clawjail' });
-  return c;
-}
-
-/**
- * The temporary /sandbox's name carries nothing about the supervisor (no pid, no sandbox name):
- * the sandbox reads its path within the host filesystem in /proc/self/mountinfo. "-sbx-" keeps it
- * apart from the per-uid control directories (clawjail-<uid>).
- */
-export const EPHEMERAL_SANDBOX_PREFIX = 'clawjail-sbx-';
-
-/** /sandbox's host side: the given directory (created if missing) or a fresh temporary one. */
-function prepareSandboxDir(profile: Profile, host: HostFacts, name: string, log: Logger): { host: string; ephemeral: boolean } {
-  const owner = host.isRoot ? { uid: profile.identity.uid, gid: profile.identity.gid } : undefined;
-  if (!profile.filesystem.sandboxDir) {
-    const dir = mkdtempSync(join(tmpdir(), EPHEMERAL_SANDBOX_PREFIX));
-    if (owner) chownSync(dir, owner.uid, owner.gid);
-    return { host: dir, ephemeral: true };
-  }
-  const wanted = expandHome(profile.filesystem.sandboxDir);
-  let fact = inspectHostPath(wanted);
-  if (fact.kind === 'missing') {
-    mkdirSync(wanted, { recursive: true, mode: 0o700 });
-    if (owner) chownSync(wanted, owner.uid, owner.gid);
-    log.warn({ sandbox: name }, `created --sandbox-dir ${wanted}${owner ? ` for host uid ${owner.uid}` : ''}; it is kept after the run`);
-    fact = inspectHostPath(wanted);
-  }
-  if (!fact.real || fact.realKind !== 'dir') {
-    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `--sandbox-dir ${wanted} is not a directory${fact.kind === 'symlink' ? ` (a symlink to ${fact.link})` : ''}`, {
-      hint: 'give a directory, or omit --sandbox-dir for a temporary one',
-      path: wanted,
-    });
-  }
-  if (fact.real !== wanted) log.warn(`--sandbox-dir ${wanted} resolves to ${fact.real} (a symlink is on the way); using ${fact.real}`);
-  if (owner) {
-    const st = inspectHostPath(fact.real);
-    if (st.uid !== owner.uid) {
-      if (!profile.filesystem.chownSandboxDir) {
-        throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `--sandbox-dir ${fact.real} is owned by uid ${st.uid}, but the sandbox runs as host uid ${owner.uid}`, {
-          hint: `pass --chown-sandbox-dir (filesystem.chownSandboxDir) to give it and everything in it to uid ${owner.uid}, or run the sandbox as its owner with identity.uid: ${st.uid}${st.uid === 0 ? ' (not 0: pick a dedicated uid and chown the directory to it)' : ''}`,
-          path: fact.real,
-        });
-      }
-      chownTree(fact.real, owner.uid, owner.gid);
-      log.warn({ sandbox: name }, `--chown-sandbox-dir: ${fact.real} and its contents now belong to uid ${owner.uid} (was ${st.uid})`);
-    }
-  }
-  return { host: fact.real, ephemeral: false };
-}
-
-/** chown -R that never follows a symlink (lchown on each entry; directories found by lstat). */
-function chownTree(root: string, uid: number, gid: number): void {
-  const walk = (p: string) => {
-    const st = lstatSync(p);
-    lchownSync(p, uid, gid);
-    if (st.isDirectory()) for (const e of readdirSync(p)) walk(join(p, e));
-  };
-  try {
-    walk(root);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `--chown-sandbox-dir: cannot chown ${err.path ?? root}: ${err.code ?? err.message}`, {
-      hint: `chown -R ${uid}:${gid} ${root} yourself, or use another --sandbox-dir`,
-      path: err.path ?? root,
-      cause: e,
-    });
-  }
-}
-
-/** oom_kill count from the sandbox cgroup's memory.events (0 when absent). */
-function oomKills(dir: string): number {
-  try {
-    const m = /^oom_kill (\d+)$/m.exec(readFileSync(join(dir, 'memory.events'), 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/**
- * Creates the sandbox's cgroup under the supervisor's own and writes its limits. cgroup v2 lets a
- * parent hand controllers to children only while it holds no processes itself ("no internal
- * processes"), so when the supervisor's cgroup has them off, the supervisor first moves into a
- * leaf of its own (`supervisor/`) and then enables the controllers — as container runtimes do.
- * Returns the plan to launch with: the same one, or, when this fails, what degradeCgroup decides.
- */
-function prepareCgroup(plan: LaunchPlan, cleanups: (() => void)[]): LaunchPlan {
-  if (!plan.cgroup) return plan;
-  const { dir, settings } = plan.cgroup;
-  const parent = posix.dirname(dir);
-  try {
-    const wanted = [...new Set(Object.keys(settings).map((k) => k.split('.')[0]!))];
-    const enabled = readFileSync(join(parent, 'cgroup.subtree_control'), 'utf8').split(/\s+/);
-    const missing = wanted.filter((c) => !enabled.includes(c));
-    if (missing.length) {
-      const procs = readFileSync(join(parent, 'cgroup.procs'), 'utf8').trim();
-      if (procs) {
-        const leaf = join(parent, 'supervisor');
-        mkdirSync(leaf, { recursive: true });
-        writeFileSync(join(leaf, 'cgroup.procs'), String(process.pid));
-      }
-      writeFileSync(join(parent, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
-    }
-    mkdirSync(dir);
-    cleanups.push(() => {
-      // Processes are gone once the helper exited; rmdir can race the kernel's release briefly.
-      for (let i = 0; i < 50; i++) {
-        try {
-          rmdirSync(dir);
-          return;
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EBUSY') return;
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-        }
-      }
-    });
-    for (const [file, value] of Object.entries(settings)) writeFileSync(join(dir, file), value);
-    return plan;
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    return degradeCgroup(plan, `cannot set up cgroup ${dir}: ${err.code ?? err.message}${err.path ? ` (${err.path})` : ''}`);
-  }
-}
-
-/**
- * The workload's stdio as fds for the helper, and the supervisor's ends for 'pipe'. The helper's
- * own stdio is the workload's: it passes them on untouched.
- */
-function openStdio(spec: LaunchOptions['stdio']) {
-  const specs: StdioSpec[] = Array.isArray(spec) ? spec : [spec ?? 'inherit', spec ?? 'inherit', spec ?? 'inherit'];
-  const childFds: number[] = [];
-  const childOnly: number[] = [];
-  const parentFds: number[] = [];
-  const streams: (net.Socket | null)[] = [null, null, null];
-  specs.forEach((s, i) => {
-    if (s === 'inherit') childFds.push(i);
-    else if (typeof s === 'number') childFds.push(s);
-    else if (s === 'ignore') {
-      const fd = openSync('/dev/null', i === 0 ? 'r' : 'w');
-      childFds.push(fd);
-      childOnly.push(fd);
-    } else {
-      const [r, w] = addon().pipe();
-      const [child, parent] = i === 0 ? [r, w] : [w, r];
-      childFds.push(child);
-      childOnly.push(child);
-      parentFds.push(parent);
-      streams[i] = new net.Socket({ fd: parent, readable: i !== 0, writable: i === 0 });
-    }
-  });
-  return {
-    childFds,
-    parentStreams: { stdin: streams[0], stdout: streams[1], stderr: streams[2] } as { stdin: net.Socket | null; stdout: net.Socket | null; stderr: net.Socket | null },
-    closeChildEnds: () => childOnly.forEach((fd) => (fd > 2 ? closeSync(fd) : undefined)),
-    // Output pipes end by themselves when the workload exits; stdin is ours to close.
-    closeParentEnds: (): void => void streams[0]?.destroy(),
-  };
-}
-
-type StartResult = { ok: true } | { ok: false; failure: SetupFailure | { step: 'exit'; code: number | null; signal: string | null } };
-
-function waitForStart(channel: InitChannel, kill: (s: NodeJS.Signals) => boolean, exited: Promise<ExitStatus>, services: RunningServices): Promise<StartResult> {
-  return new Promise((resolve) => {
-    let failure: SetupFailure | undefined;
-    let serving: Promise<void> = Promise.resolve();
-    channel.on('services', (names: string[], fds: number[]) => {
-      serving = services.serve(names, fds);
-    });
-    channel.on('failure', (f: SetupFailure) => {
-      failure ??= f;
-      // A helper that does not speak the protocol is not trusted to have built the sandbox.
-      if (f.step === MALFORMED_RECORD_STEP && !ready) kill('SIGKILL');
-    });
-    let ready = false;
-    channel.once('ready', () => {
-      ready = true;
-      serving.then(
-        () => resolve({ ok: true }),
-        (e: unknown) => {
-          kill('SIGKILL');
-          resolve({ ok: false, failure: { step: 'services.listen', errno: (e as NodeJS.ErrnoException).errno ? Math.abs((e as NodeJS.ErrnoException).errno!) : 0, path: '', detail: String(e) } });
-        },
-      );
-    });
-    exited.then((st) => {
-      // After "ready" the workload ran: a quick exit is its own business, and the ready handler
-      // settles the outcome. Before it: a reported failure, or an unexpected death.
-      if (ready) return;
-      resolve({ ok: false, failure: failure ?? { step: 'exit', code: st.code, signal: st.signal } });
-    });
-  });
-}
-
-const STEP_HINTS: [RegExp, (f: SetupFailure) => string][] = [
-  [/^namespaces\.clone$/, (f) => explainUsernsFailure(f.errno, probeHost().container.inContainer, probeHost().seccomp.alreadyFiltered) + '; or run with --mode in-place'],
-  [/^uts\.sethostname$/, (f) => (f.errno === 1 ? 'the container\'s seccomp profile lets a user namespace be created but refuses sethostname in it (podman\'s default profile does); run with --mode in-place (or mode: auto), or start the container with a seccomp profile that allows sethostname' : 'see `clawjail doctor`')],
-  [/^identity\./, (f) => `the workload could not become uid/gid ${f.path}: it must exist in this user namespace (see /proc/self/uid_map); set identity.uid/gid to a mapped id`],
-  [/^inplace\./, () => 'the in-place supervisor could not start the workload; see the errno'],
-  [/^caps\.bounding$/, () => 'dropping the capability bounding set needs CAP_SETPCAP, which this container withheld from root; add it (docker: --cap-add SETPCAP)'],
-  [/^userns\./, () => 'the uid/gid map of the new user namespace was refused (a container may allow mapping only its own ids); run with --mode in-place (or mode: auto), and see `clawjail doctor`'],
-  [/^mount\.bind_source$/, (f) => (f.errno === 13 ? `the caller cannot read ${f.path}; bind something it can read` : f.errno === 40 ? `${f.path} became a symlink after clawjail resolved it; refusing to follow it` : `check that ${f.path} exists`)],
-  [/^mount\.proc$/, () => 'the kernel refuses a fresh /proc when the visible /proc is partly masked (containers do this); run with --mode in-place (or mode: auto), or with an unmasked /proc (docker: --security-opt systempaths=unconfined)'],
-  [/^mount\./, () => 'the mount namespace could not be built as planned; run with --log-level debug and report the step'],
-  [/^landlock\./, () => 'landlock refused the ruleset; set landlock.mode: off to run without it, or report the step'],
-  [/^seccomp\./, () => 'the kernel refused the seccomp filter; set seccomp.mode: off to run without it, or report the step'],
-  [/^net\.service_bind$/, () => 'a service port is already in use inside the sandbox'],
-  [/^cgroup\./, () => 'the cgroup could not be joined; set limits.cgroup.mode: off'],
-  [/^plan\./, () => 'clawjail-init rejected the plan: the addon and the TypeScript build are out of step; reinstall clawjail'],
-  [/^monitor\.parent$/, () => 'the supervisor exited while the sandbox was starting'],
-  [/^services\./, () => 'a sandbox service could not start; see the log'],
-  [/^spawn$/, () => 'clawjail-init could not be started; run `npm run build:native` in the clawjail package'],
-];
-
-function failureToError(f: SetupFailure | { step: 'exit'; code: number | null; signal: string | null }, command: string[], plan: LaunchPlan): ClawjailError {
-  if (f.step === 'exit') {
-    const how = 'code' in f && f.signal ? `was killed by ${f.signal}` : `exited with code ${'code' in f ? f.code : '?'}`;
-    return new ClawjailError('ERR_CLAWJAIL_SETUP', `the sandbox ${how} before the command started`, { hint: 'run with --log-level debug; if it was killed from outside, nothing is wrong with clawjail', step: 'exit' });
-  }
-  const sf = f as SetupFailure;
-  if (sf.step === 'exec') {
-    const cmd = command[0]!;
-    if (sf.errno === 2) {
-      const onHost = findOnHost(cmd);
-      return new ClawjailError('ERR_CLAWJAIL_NOT_FOUND', `command not found inside the sandbox: ${cmd}`, {
-        exitCode: 127,
-        errno: sf.errno,
-        step: 'exec',
-        path: cmd,
-        hint: onHost
-          ? `${cmd} exists on the host at ${onHost} but that path is not mounted in the sandbox; add --ro ${posix.dirname(onHost)}`
-          : `it exists neither inside nor on the host's PATH; check the name (inside PATH=${pathOf(plan)})`,
-      });
-    }
-    return new ClawjailError('ERR_CLAWJAIL_NOT_EXECUTABLE', `cannot execute ${cmd} inside the sandbox: ${errnoText(sf.errno)}`, {
-      exitCode: 126,
-      errno: sf.errno,
-      step: 'exec',
-      path: cmd,
-      hint: 'check that it is an executable file for this machine, and that landlock allows executing it (only read-only system paths, /sandbox and /tmp are executable)',
-    });
-  }
-  const hint = STEP_HINTS.find(([re]) => re.test(sf.step))?.[1](sf) ?? 'run with --log-level debug';
-  const where = sf.path ? ` (${sf.path})` : '';
-  const detail = sf.detail ? `: ${sf.detail}` : '';
-  return new ClawjailError(sf.errno ? errnoName(sf.errno) : 'ERR_CLAWJAIL_SETUP', `sandbox setup failed at ${sf.step}${where}: ${sf.errno ? errnoText(sf.errno) : 'failed'}${detail}`, {
-    errno: sf.errno,
-    step: sf.step,
-    syscall: sf.step.split('.').pop()!,
-    path: sf.path,
-    hint,
-  });
-}
-
-function pathOf(plan: LaunchPlan): string {
-  return plan.native.workload.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '';
-}
-
-function findOnHost(cmd: string): string | undefined {
-  if (cmd.includes('/')) return inspectHostPath(cmd).kind !== 'missing' ? cmd : undefined;
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (!dir) continue;
-    const p = join(dir, cmd);
-    if (inspectHostPath(p).kind !== 'missing') return p;
-  }
-  return undefined;
-}
-
-async function publishPorts(plan: LaunchPlan, channel: InitChannel, cleanups: (() => void | Promise<void>)[]) {
-  const out: { hostAddress: string; hostPort: number; port: number }[] = [];
-  for (const p of plan.publish) {
-    const server = net.createServer((client) => {
-      client.pause();
-      channel.connect(p.port).then(
-        (inner) => {
-          client.pipe(inner).pipe(client);
-          client.resume();
-          const end = () => {
-            client.destroy();
-            inner.destroy();
-          };
-          client.on('error', end);
-          inner.on('error', end);
-          client.on('close', end);
-          inner.on('close', end);
-        },
-        () => client.destroy(),
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (e: NodeJS.ErrnoException) =>
-        reject(new ClawjailError(e.code ?? 'ERR_CLAWJAIL_SERVICE', `cannot publish ${p.hostAddress}:${p.hostPort} → ${p.port}: ${e.code ?? e.message}`, { hint: 'choose another host port (--publish HOSTPORT:PORT)' })),
-      );
-      server.listen(p.hostPort, p.hostAddress, () => resolve());
-    });
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    const addr = server.address() as net.AddressInfo;
-    out.push({ hostAddress: p.hostAddress, hostPort: addr.port, port: p.port });
-  }
-  return out;
-}
-
-// ---- in-place mode ---------------------------------------------------------------------------
-
-/** chown that fails as a named error (an unmapped id is EINVAL), undoing what was created. */
-function chownOrExplain(path: string, owner: { uid: number; gid: number }, undo: () => void): void {
-  try {
-    chownSync(path, owner.uid, owner.gid);
-  } catch (e) {
-    try {
-      undo();
-    } catch {
-      // the original error is the one to report
-    }
-    const err = e as NodeJS.ErrnoException;
-    throw new ClawjailError(err.code === 'EINVAL' ? 'ERR_CLAWJAIL_IDENTITY' : (err.code ?? 'ERR_CLAWJAIL_SETUP'), `cannot give ${path} to the sandbox user ${owner.uid}:${owner.gid}: ${err.code ?? err.message}`, {
-      hint: err.code === 'EINVAL' ? 'that uid does not exist in this user namespace; set identity.uid/gid to a mapped id (see /proc/self/uid_map)' : 'check that clawjail may change the owner of files it creates there',
-      path,
-      ...(typeof err.errno === 'number' ? { errno: Math.abs(err.errno) } : {}),
-    });
-  }
-}
-
-/**
- * In-place mode: the egress proxy and the inference router listen on the container's loopback, at
- * ports the kernel picks, before the plan names them. `take()` hands the fds to the services.
- */
-function listenInPlace(profile: Profile, cleanups: (() => void | Promise<void>)[]): { ports: InPlacePorts; names: string[]; take(): number[] } {
-  const wanted: ('egress' | 'inference')[] = [];
-  if (profile.network.mode === 'proxy') wanted.push('egress');
-  if (profile.inference.routes.length > 0) wanted.push('inference');
-  const open: { name: string; fd: number; port: number }[] = [];
-  let taken = false;
-  cleanups.push(() => {
-    if (!taken) for (const l of open) addon().closeFd(l.fd);
-  });
-  try {
-    for (const name of wanted) open.push({ name, ...addon().listenLoopback() });
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException & { errno?: number };
-    throw new ClawjailError('ERR_CLAWJAIL_SERVICE', `cannot listen on 127.0.0.1 for the sandbox's services: ${err.message}`, {
-      hint: 'the container needs a loopback interface (it has one unless started with --network none and lo down)',
-      step: 'services.listen',
-      ...(typeof err.errno === 'number' ? { errno: err.errno } : {}),
-      cause: e,
-    });
-  }
-  const ports: InPlacePorts = {};
-  for (const l of open) ports[l.name as 'egress' | 'inference'] = l.port;
-  return {
-    ports,
-    names: open.map((l) => l.name),
-    take: () => {
-      taken = true;
-      return open.map((l) => l.fd);
-    },
-  };
-}
-
-/** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
-function planInPlace(
-  options: LaunchOptions,
-  loaded: LoadedProfile,
-  host: HostFacts,
-  name: string,
-  sandboxDir: { host: string; ephemeral: boolean },
-  pid: number,
-  decision: ModeDecision,
-  identity: WorkloadIdentity,
-  ports: InPlacePorts,
-): LaunchPlan {
-  const profile = loaded.profile;
-  if (options.command.length === 0 || !options.command[0]) {
-    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
-  }
-  const expand = (p: string) => expandHome(p);
-  const paths = new Set<string>([...profile.filesystem.system, ...PATH_CANDIDATES, ...IN_PLACE_PATHS]);
-  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
-  return buildInPlacePlan({
-    profile,
-    host,
-    pathFacts: inspectHostPaths(paths),
-    command: options.command,
-    name,
-    supervisorPid: pid,
-    sandboxDir,
-    hostEnv: options.env ?? process.env,
-    expand,
-    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
-    compileSeccomp: compileSeccompCached,
-    decision,
-    identity,
-    ports,
-    ...serviceInputs(options, loaded),
-  });
-}
-
-/** planLaunch in in-place mode: nothing is created; the ports are the namespaces-mode numbers. */
-async function dryRunInPlace(options: LaunchOptions, loaded: LoadedProfile, host: HostFacts, refused: NamespacesRefusal | undefined): Promise<{ plan: LaunchPlan }> {
-  const profile = loaded.profile;
-  const decision = chooseMode(profile, host, refused ?? namespacesRefused);
-  await precompileSeccomp(inPlaceSeccomp(profile.seccomp), host);
-  const identity = chooseIdentity(profile, host, 'in-place');
-  const given = inPlaceDirChoice(profile);
-  const sandboxDir = given ? { host: expandHome(given), ephemeral: false } : { host: '<temporary directory>', ephemeral: true };
-  const ports: InPlacePorts = {
-    ...(profile.network.mode === 'proxy' ? { egress: EGRESS_PORT } : {}),
-    ...(profile.inference.routes.length > 0 ? { inference: INFERENCE_PORT } : {}),
-  };
-  return { plan: planInPlace(options, loaded, host, sandboxName(options, profile), sandboxDir, 0, decision, identity, ports) };
-}
-
-/** In place, the sandbox directory is --sandbox-dir, else the container's /sandbox when it is a directory. */
-function inPlaceDirChoice(profile: Profile): string | undefined {
-  return profile.filesystem.sandboxDir ?? (inspectHostPath('/sandbox').realKind === 'dir' ? '/sandbox' : undefined);
-}
-
-/**
- * In-place mode's sandbox directory. Nothing is mounted: the directory itself, where it is, is the
- * workload's HOME and cwd. A temporary one (named like namespaces mode's, nothing about the supervisor in it) is made
- * when neither --sandbox-dir nor /sandbox exists.
- * Ownership goes to the workload's uid only when clawjail changes to it (a root caller).
- */
-function prepareInPlaceDir(profile: Profile, identity: WorkloadIdentity): { host: string; ephemeral: boolean } {
-  const owner = identity.change ? { uid: identity.uid, gid: identity.gid } : undefined;
-  const given = inPlaceDirChoice(profile);
-  if (!given) {
-    const dir = mkdtempSync(join(tmpdir(), 'clawjail-sbx-'));
-    if (owner) chownOrExplain(dir, owner, () => rmSync(dir, { recursive: true, force: true }));
-    return { host: dir, ephemeral: true };
-  }
-  const wanted = expandHome(given);
-  let fact = inspectHostPath(wanted);
-  if (fact.kind === 'missing') {
-    mkdirSync(wanted, { recursive: true, mode: 0o700 });
-    if (owner) chownOrExplain(wanted, owner, () => rmdirSync(wanted));
-    fact = inspectHostPath(wanted);
-  }
-  if (!fact.real || fact.realKind !== 'dir') {
-    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${wanted} is not a directory${fact.kind === 'symlink' ? ` (a symlink to ${fact.link})` : ''}`, {
-      hint: 'give a directory with --sandbox-dir, or omit it for a temporary one',
-      path: wanted,
-    });
-  }
-  const st = inspectHostPath(fact.real);
-  if (owner && st.uid !== owner.uid) {
-    throw new ClawjailError('ERR_CLAWJAIL_PROFILE', `sandbox directory ${fact.real} is owned by uid ${st.uid}, but the workload runs as uid ${owner.uid}`, {
-      hint: `chown -R ${owner.uid}:${owner.gid} ${fact.real} (in a Dockerfile: RUN mkdir /sandbox && chown ${owner.uid}:${owner.gid} /sandbox), or set identity.uid to the directory's owner`,
-      path: fact.real,
-    });
-  }
-  return { host: fact.real, ephemeral: false };
-}
-
-export type { AuditEvent, AuditSink };
+export type { AuditEvent, AuditSink, StdioSpec };
+export { refusalReason };
+export { EPHEMERAL_SANDBOX_PREFIX } from './launch/sandbox-dir.js';

@@ -28,7 +28,8 @@ import { describe, expect, it } from 'vitest';
  *   approvals so it may use their types; the root files (start.ts composes them all, channel.ts
  *   talks to the helper) come last (5).
  * - launch (6): launch.ts and the Sandbox handle it returns (sandbox.ts): the numbered steps,
- *   calling everything below.
+ *   calling everything below; src/launch/ holds the steps' supervisor-side parts (sandbox dir,
+ *   stdio, published ports, the helper process, start and failure mapping).
  * - tenants (7): the orchestrator is a client of launch().
  * - cli (8): src/cli/*, the commands; each may use any layer below, never src/cli.ts.
  * - entry points (9): src/cli.ts and src/index.ts; nothing in src/ imports them.
@@ -56,7 +57,7 @@ layer('services/egress', 3, 'src/services/egress/');
 layer('services/inference', 3, 'src/services/inference/');
 layer('services/control', 4, 'src/services/control/');
 layer('services', 5, 'src/services/');
-layer('launch', 6, 'src/launch.ts', 'src/sandbox.ts');
+layer('launch', 6, 'src/launch.ts', 'src/launch/', 'src/sandbox.ts');
 layer('tenants', 7, 'src/tenants/');
 layer('cli', 8, 'src/cli/');
 layer('src/cli.ts', 9, 'src/cli.ts');
