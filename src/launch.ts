@@ -162,11 +162,12 @@ async function launchIn(decision: ModeDecision, loaded: LoadedProfile, host: Hos
   const sandboxDir = decision.mode === 'in-place' ? prepareInPlaceDir(profile, identity) : prepareSandboxDir(profile, host, name, log);
   const cleanups: Cleanup[] = [];
   if (sandboxDir.ephemeral && !profile.filesystem.keepSandboxDir) cleanups.push(() => rmSync(sandboxDir.host, { recursive: true, force: true }));
-  const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
   let services: RunningServices | undefined;
   let audit: AuditSink | undefined;
   const teardown = () => tearDown(log, services, cleanups, audit);
   try {
+    // In place, the services' loopback ports are chosen now: the plan names them.
+    const listeners = decision.mode === 'in-place' ? listenInPlace(profile, cleanups) : undefined;
     const at = { options, loaded, host, name, sandboxDir, supervisorPid: process.pid };
     const built = decision.mode === 'in-place' ? planInPlace(at, decision, identity, listeners!.ports) : planNamespaces(at);
     // The cgroup is the one part of the plan made before the sandbox; when it cannot be, the plan
