@@ -81,64 +81,51 @@ function terminalPath(): { terminal?: string } {
 }
 
 /** Step 3 for namespaces mode: the host's paths, mounted into a new root. */
-export function planNamespaces({ options, loaded, host, name, sandboxDir, supervisorPid: pid }: PlanContext): LaunchPlan {
-  const protect = protectedPaths(loaded, options, sandboxDir);
+export function planNamespaces(at: PlanContext): LaunchPlan {
+  const { options, loaded, sandboxDir } = at;
+  return buildPlan({
+    ...planInputs(at, GENERATED_ETC),
+    protectedPaths: protectedPaths(loaded, options, sandboxDir),
+    ...(loaded.profile.process.tty ? terminalPath() : {}),
+  });
+}
+
+/** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
+export function planInPlace(at: PlanContext, decision: ModeDecision, identity: WorkloadIdentity, ports: InPlacePorts): LaunchPlan {
+  return buildInPlacePlan({ ...planInputs(at, IN_PLACE_PATHS), decision, identity, ports });
+}
+
+/**
+ * What both planners take: the profile, the facts of every host path it names (with `extraPaths`,
+ * the mode's own), the command and environment, and the service inputs. Refuses an empty command.
+ */
+function planInputs({ options, loaded, host, name, sandboxDir, supervisorPid }: PlanContext, extraPaths: readonly string[]) {
   const profile = loaded.profile;
   if (options.command.length === 0 || !options.command[0]) {
     throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
   }
   const expand = (p: string) => expandHome(p);
-  const paths = new Set<string>([...profile.filesystem.system, ...GENERATED_ETC, ...PATH_CANDIDATES]);
+  const paths = new Set<string>([...profile.filesystem.system, ...extraPaths, ...PATH_CANDIDATES]);
   for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
-  return buildPlan({
+  return {
     profile,
     host,
     pathFacts: inspectHostPaths(paths),
     command: options.command,
     name,
-    supervisorPid: pid,
+    supervisorPid,
     sandboxDir,
-    protectedPaths: protect,
-    ...(profile.process.tty ? terminalPath() : {}),
     hostEnv: options.env ?? process.env,
     expand,
     ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
     compileSeccomp: compileSeccompCached,
     ...serviceInputs(options, loaded),
-  });
+  };
 }
 
 /** What the plan's service sections take besides the profile: the audit log option, the profile file. */
 function serviceInputs(options: PlanOptions, loaded: LoadedProfile): { auditLog?: string; profileFile?: string } {
   return { ...(options.auditLog !== undefined ? { auditLog: options.auditLog } : {}), ...(loaded.file !== undefined ? { profileFile: loaded.file } : {}) };
-}
-
-/** Step 3 for in-place mode: the container's own paths, the supervisor's loopback ports. */
-export function planInPlace({ options, loaded, host, name, sandboxDir, supervisorPid: pid }: PlanContext, decision: ModeDecision, identity: WorkloadIdentity, ports: InPlacePorts): LaunchPlan {
-  const profile = loaded.profile;
-  if (options.command.length === 0 || !options.command[0]) {
-    throw new ClawjailError('ERR_CLAWJAIL_USAGE', 'no command to run', { hint: 'give the command after --, e.g. clawjail run -- sh -c "echo hi"' });
-  }
-  const expand = (p: string) => expandHome(p);
-  const paths = new Set<string>([...profile.filesystem.system, ...PATH_CANDIDATES, ...IN_PLACE_PATHS]);
-  for (const b of [...profile.filesystem.ro, ...profile.filesystem.rw]) paths.add(expand(b.src));
-  return buildInPlacePlan({
-    profile,
-    host,
-    pathFacts: inspectHostPaths(paths),
-    command: options.command,
-    name,
-    supervisorPid: pid,
-    sandboxDir,
-    hostEnv: options.env ?? process.env,
-    expand,
-    ...(host.cgroup.dir ? { cgroupDir: posix.join(host.cgroup.dir, `clawjail-${name}`) } : {}),
-    compileSeccomp: compileSeccompCached,
-    decision,
-    identity,
-    ports,
-    ...serviceInputs(options, loaded),
-  });
 }
 
 /** planLaunch in namespaces mode: nothing is created; a temporary /sandbox is only named. */
