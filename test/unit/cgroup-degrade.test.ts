@@ -3,20 +3,9 @@ import type { HostFacts } from '../../src/host/probe.js';
 import { degradeCgroup } from '../../src/plan/cgroup.js';
 import { buildPlan, type LaunchPlan } from '../../src/plan/plan.js';
 import { loadProfile } from '../../src/profile/load.js';
+import { hostFacts } from '../helpers/host-facts.js';
 
-const host: HostFacts = {
-  kernelRelease: '6.18.0',
-  arch: 'x86_64',
-  uid: 1000,
-  gid: 1000,
-  isRoot: false,
-  userns: { available: true },
-  landlock: { abi: 7 },
-  seccomp: { available: true, alreadyFiltered: false },
-  cgroup: { dir: '/sys/fs/cgroup/user', controllers: ['memory', 'pids', 'cpu'], writable: true },
-  container: { inContainer: false, evidence: [] },
-  rlimits: { nofile: { soft: 1024, hard: 4096 }, nproc: { soft: 'unlimited', hard: 'unlimited' } },
-};
+const host: HostFacts = hostFacts({ cgroup: { dir: '/sys/fs/cgroup/user', controllers: ['memory', 'pids', 'cpu'], writable: true } });
 
 const DIR = '/sys/fs/cgroup/user/clawjail-sb';
 

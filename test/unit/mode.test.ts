@@ -7,23 +7,13 @@ import { chooseIdentity, chooseMode, isNamespacesRefusal } from '../../src/plan/
 import { compileSeccomp, syscallTable } from '../../src/plan/seccomp/index.js';
 import { loadProfile } from '../../src/profile/load.js';
 import { describeRet, runSeccompProgram } from '../helpers/bpf-interp.js';
+import { hostFacts } from '../helpers/host-facts.js';
 
 const profile = (raw: Record<string, unknown> = {}) => loadProfile({ overrides: [raw] }).profile;
 
-const host = (over: Partial<HostFacts> = {}): HostFacts => ({
-  kernelRelease: '6.18.0',
-  arch: 'x86_64',
-  uid: 1000,
-  gid: 1000,
-  isRoot: false,
-  userns: { available: 'unknown' },
-  landlock: { abi: 7 },
-  seccomp: { available: true, alreadyFiltered: true },
-  cgroup: { controllers: [], writable: false, reason: 'cgroup v2 is not mounted' },
-  container: { inContainer: true, evidence: ['/.dockerenv exists'] },
-  rlimits: { nofile: { soft: 1024, hard: 4096 }, nproc: { soft: 'unlimited', hard: 'unlimited' } },
-  ...over,
-});
+// A likely container whose user-namespace support is not yet known.
+const host = (over: Partial<HostFacts> = {}): HostFacts =>
+  hostFacts({ userns: { available: 'unknown' }, seccomp: { available: true, alreadyFiltered: true }, container: { inContainer: true, evidence: ['/.dockerenv exists'] }, ...over });
 
 function thrown(fn: () => unknown): ClawjailError {
   try {

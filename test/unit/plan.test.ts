@@ -8,21 +8,9 @@ import { FORWARDED_SIGNALS } from '../../src/policy/signals.js';
 import { buildIdentity, buildPlan } from '../../src/plan/plan.js';
 import { parseProfile } from '../../src/profile/load.js';
 import { loadProfile } from '../../src/profile/load.js';
+import { hostFacts } from '../helpers/host-facts.js';
 
-const host = (over: Partial<HostFacts> = {}): HostFacts => ({
-  kernelRelease: '6.18.0',
-  arch: 'x86_64',
-  uid: 1000,
-  gid: 1000,
-  isRoot: false,
-  userns: { available: true },
-  landlock: { abi: 7 },
-  seccomp: { available: true, alreadyFiltered: false },
-  cgroup: { controllers: [], writable: false, reason: 'cgroup v2 is not mounted' },
-  container: { inContainer: false, evidence: [] },
-  rlimits: { nofile: { soft: 1024, hard: 4096 }, nproc: { soft: 'unlimited', hard: 'unlimited' } },
-  ...over,
-});
+const host = hostFacts;
 
 const facts: PathFacts = {
   '/usr': { kind: 'dir', real: '/usr', realKind: 'dir' },
